@@ -1,0 +1,159 @@
+"""`PLDTConfig`: every setting of a run in one JSON-serialisable dataclass, plus named presets.
+
+The defaults are the paper's (Sec. 5.2 and Table 1): 64x64 images, base width 128, a 64-d code,
+batch 128, Adam lr 2e-4 with beta_1 0.5, 25 epochs then 5 more at lr 2e-5, N(0, 0.02) weights,
+LeakyReLU slope 0.2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+VARIANTS = ("rf+dd", "rf", "mse", "rf+dd-neg")
+"""The Table 2 methods that train a converter: C+RF+DD (ours), C+RF, C+MSE, C+RF+DD-Neg."""
+
+ADVERSARIAL_LOSSES = ("bce", "hinge", "lsgan")
+PRECISIONS = ("float32", "bfloat16", "mixed_float16")
+
+
+@dataclasses.dataclass
+class PLDTConfig:
+    """All settings of a PLDT run. `PLDTConfig()` is the paper's setting."""
+
+    # Networks (Table 1).
+    image_size: int = 64
+    base_filters: int = 128
+    code_dim: int = 64
+    leaky_slope: float = 0.2
+    init_stddev: float = 0.02
+    # Method (Table 2).
+    variant: str = "rf+dd"
+    # Optimisation (Sec. 5.2).
+    batch_size: int = 128
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    epochs: int = 25
+    decay_epochs: int = 5
+    decay_learning_rate: float = 2e-5
+    seed: int = 0
+    # Beyond the paper: switches that default to the published recipe.
+    adversarial_loss: str = "bce"
+    spectral_norm: bool = False
+    reconstruction_weight: float = 0.0
+    feature_matching_weight: float = 0.0
+    r1_weight: float = 0.0
+    diff_augment: str = ""
+    discriminator_dropout: float = 0.0
+    discriminator_lr_multiplier: float = 1.0
+    ema_decay: float = 0.0
+    # Execution.
+    precision: str = "float32"
+    jit_compile: bool = False
+    # Data.
+    reverse: bool = False
+    cache: bool = True
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs at the base rate plus the decay epochs (25 + 5 in the paper)."""
+        return self.epochs + self.decay_epochs
+
+    @property
+    def uses_real_fake(self) -> bool:
+        return self.variant != "mse"
+
+    @property
+    def uses_domain(self) -> bool:
+        return self.variant in ("rf+dd", "rf+dd-neg")
+
+    def validate(self) -> None:
+        """Raise `ValueError` naming the field for any setting that cannot work."""
+        size = self.image_size
+        if size < 16 or size & (size - 1):
+            raise ValueError(f"image_size must be a power of two >= 16 (64, 128, 256), got {size}")
+        for name in ("base_filters", "code_dim", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.epochs < 0 or self.decay_epochs < 0 or self.total_epochs < 1:
+            raise ValueError("epochs and decay_epochs must be >= 0 with at least one epoch in all")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.adversarial_loss not in ADVERSARIAL_LOSSES:
+            raise ValueError(
+                f"adversarial_loss must be one of {ADVERSARIAL_LOSSES}, "
+                f"got {self.adversarial_loss!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.discriminator_dropout < 1.0:
+            raise ValueError(
+                f"discriminator_dropout must be in [0, 1), got {self.discriminator_dropout}"
+            )
+        unknown = set(filter(None, self.diff_augment.split(","))) - {
+            "color",
+            "translation",
+            "cutout",
+        }
+        if unknown:
+            raise ValueError(
+                f"diff_augment takes color,translation,cutout; unknown: {sorted(unknown)}"
+            )
+
+    def replace(self, **changes: Any) -> PLDTConfig:
+        """A copy with `changes` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, path: str | Path | None = None, **extra: Any) -> str:
+        """The config as JSON (with `extra` keys such as versions); written to `path` if given."""
+        text = json.dumps({**self.to_dict(), **extra}, indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PLDTConfig:
+        """Build from a dict; keys that are not fields (e.g. saved versions) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> PLDTConfig:
+        """Parse JSON text, or read it from a file path."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            text = Path(text_or_path).read_text()
+        return cls.from_dict(json.loads(text))
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Exactly the published recipe (Sec. 5.2, Table 1).
+    "paper": {},
+    # Small enough to train on a 2-core CPU in minutes on the synthetic set.
+    "demo": {
+        "base_filters": 16,
+        "batch_size": 32,
+        "epochs": 4,
+        "decay_epochs": 1,
+    },
+}
+
+
+def get_preset(name: str, **overrides: Any) -> PLDTConfig:
+    """The named preset (`paper`, `demo`, ...) with `overrides` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PLDTConfig(**{**PRESETS[name], **overrides})

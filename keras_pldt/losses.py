@@ -1,0 +1,91 @@
+"""The paper's losses (Eq. 2, 5, 6) as small pure functions on discriminator *logits*.
+
+Computing on logits (`sigmoid_cross_entropy_with_logits`) is the numerically stable form of
+the sigmoid outputs of Table 1. `kind` selects the adversarial form: "bce" is the paper's;
+"hinge" and "lsgan" are the alternatives a config can switch to.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _bce(logits, label: float):
+    labels = tf.fill(tf.shape(logits), tf.constant(label, logits.dtype))
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def discriminator_term(logits, positive: bool, kind: str = "bce"):
+    """One term of a discriminator loss: push `logits` towards label 1 (positive) or 0."""
+    logits = tf.cast(logits, tf.float32)
+    if kind == "bce":
+        return _bce(logits, 1.0 if positive else 0.0)
+    if kind == "hinge":
+        return tf.reduce_mean(tf.nn.relu(1.0 - logits if positive else 1.0 + logits))
+    if kind == "lsgan":
+        return tf.reduce_mean(tf.square(logits - (1.0 if positive else 0.0)))
+    raise ValueError(f"unknown adversarial loss {kind!r}")
+
+
+def real_fake_loss(real_logits, fake_logits, kind: str = "bce"):
+    """Eq. 2, the loss of D_R: real product images -> 1, generated images -> 0 (averaged)."""
+    return 0.5 * (
+        discriminator_term(real_logits, True, kind) + discriminator_term(fake_logits, False, kind)
+    )
+
+
+def domain_loss(associated_logits, unassociated_logits, generated_logits, kind: str = "bce"):
+    """Eq. 5, the loss of D_A, averaged over the pairings it sees.
+
+    (source, associated target) -> 1; (source, unassociated real target) -> 0;
+    (source, generated target) -> 0. `unassociated_logits=None` is the C+RF+DD-Neg ablation.
+    Using every pairing each batch is the expectation of the paper's equal-probability choice.
+    """
+    terms = [discriminator_term(associated_logits, True, kind)]
+    if unassociated_logits is not None:
+        terms.append(discriminator_term(unassociated_logits, False, kind))
+    terms.append(discriminator_term(generated_logits, False, kind))
+    return tf.add_n(terms) / len(terms)
+
+
+def converter_adversarial_term(generated_logits, kind: str = "bce"):
+    """Eq. 6 in the non-saturating form: the converter pushes D(generated) towards 'real'.
+
+    Minimising BCE(D(C(I_S)), 1) increases the discriminator's loss on generated images with
+    strong gradients early in training, instead of minimising -L^D directly.
+    """
+    generated_logits = tf.cast(generated_logits, tf.float32)
+    if kind == "bce":
+        return _bce(generated_logits, 1.0)
+    if kind == "hinge":
+        return -tf.reduce_mean(generated_logits)
+    if kind == "lsgan":
+        return tf.reduce_mean(tf.square(generated_logits - 1.0))
+    raise ValueError(f"unknown adversarial loss {kind!r}")
+
+
+def converter_loss(real_fake_logits, domain_logits, kind: str = "bce"):
+    """Eq. 6: 1/2 of the D_R term plus 1/2 of the D_A term (just D_R when D_A is absent)."""
+    if domain_logits is None:
+        return converter_adversarial_term(real_fake_logits, kind)
+    return 0.5 * converter_adversarial_term(real_fake_logits, kind) + 0.5 * (
+        converter_adversarial_term(domain_logits, kind)
+    )
+
+
+def pixel_mse(generated, target):
+    """The C+MSE baseline's loss: mean squared error in [-1, 1] pixel units."""
+    diff = tf.cast(generated, tf.float32) - tf.cast(target, tf.float32)
+    return tf.reduce_mean(tf.square(diff))
+
+
+def pixel_l1(generated, target):
+    """Mean absolute error in [-1, 1] pixel units (the optional reconstruction term)."""
+    return tf.reduce_mean(tf.abs(tf.cast(generated, tf.float32) - tf.cast(target, tf.float32)))
+
+
+def accuracy(logits, positive: bool):
+    """Fraction of logits on the correct side of the decision boundary (sigmoid 0.5)."""
+    logits = tf.cast(logits, tf.float32)
+    hit = logits > 0.0 if positive else logits < 0.0
+    return tf.reduce_mean(tf.cast(hit, tf.float32))

@@ -1,0 +1,155 @@
+"""Table 1 of the paper: the converter (encoder + decoder) and the two discriminators.
+
+All networks are Keras functional models, channels-last, built from a `PLDTConfig`.
+At 64x64 and base width 128 they are exactly Table 1:
+
+* encoder / D_R / D_A (Table 1a): 5x5 stride-2 convs with 128, 256, 512, 1024 filters,
+  LeakyReLU(0.2), batch norm from the second conv on; then a 4x4 valid conv to the 64-d code
+  (encoder: BN + LeakyReLU) or to one unit (discriminators). The discriminators return the
+  *logit*; the sigmoid of Table 1 is folded into the numerically stable losses of `losses.py`.
+  D_A takes the source and a target stacked on channels (6 channels).
+* decoder (Table 1b): the 64-d code to 4x4x1024 (BN, ReLU), then 5x5 stride-2 transposed convs
+  with 512, 256, 128 filters (BN, ReLU) and 3 filters with tanh.
+
+Other image sizes add or remove stride-2 stages so that the bottleneck stays 4x4x(8*base):
+stage widths are `stage_widths(size, base)`, e.g. 128 px -> [b, b, 2b, 4b, 8b].
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers
+
+from keras_pldt.config import PLDTConfig
+
+KERNEL = 5
+
+
+def stage_widths(image_size: int, base_filters: int) -> list[int]:
+    """Filters of the stride-2 stages, input to bottleneck (Table 1a: b, 2b, 4b, 8b at 64 px)."""
+    stages = int(math.log2(image_size // 4))
+    return [base_filters * 2 ** min(max(i - (stages - 4), 0), 3) for i in range(stages)]
+
+
+def _init(config: PLDTConfig):
+    return keras.initializers.RandomNormal(0.0, config.init_stddev)
+
+
+def _batch_norm(config: PLDTConfig, name: str):
+    # PyTorch/DCGAN statistics (momentum 0.1 there is 0.9 here); gamma ~ N(1, 0.02) as in DCGAN.
+    return layers.BatchNormalization(
+        momentum=0.9,
+        epsilon=1e-5,
+        gamma_initializer=keras.initializers.RandomNormal(1.0, config.init_stddev),
+        name=name,
+    )
+
+
+def _conv_stack(x, config: PLDTConfig, spectral_norm: bool = False, dropout: float = 0.0):
+    """Table 1a layers 1-4: 5x5 stride-2 convs, BN from layer 2, LeakyReLU."""
+    for i, filters in enumerate(stage_widths(config.image_size, config.base_filters)):
+        conv = layers.Conv2D(
+            filters,
+            KERNEL,
+            strides=2,
+            padding="same",
+            use_bias=i == 0,
+            kernel_initializer=_init(config),
+            name=f"conv{i + 1}",
+        )
+        if spectral_norm:
+            conv = layers.SpectralNormalization(conv, name=f"sn_conv{i + 1}")
+        x = conv(x)
+        if i > 0:
+            x = _batch_norm(config, f"bn{i + 1}")(x)
+        x = layers.LeakyReLU(config.leaky_slope, name=f"lrelu{i + 1}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dropout{i + 1}")(x)
+    return x
+
+
+def build_encoder(config: PLDTConfig) -> keras.Model:
+    """Table 1a, encoder column: source image -> 64-d semantic code."""
+    size = config.image_size
+    inputs = keras.Input((size, size, 3), name="source")
+    x = _conv_stack(inputs, config)
+    x = layers.Conv2D(
+        config.code_dim,
+        4,
+        padding="valid",
+        use_bias=False,
+        kernel_initializer=_init(config),
+        name="conv_code",
+    )(x)
+    x = _batch_norm(config, "bn_code")(x)
+    x = layers.LeakyReLU(config.leaky_slope, name="lrelu_code")(x)
+    code = layers.Flatten(name="code")(x)
+    return keras.Model(inputs, code, name="encoder")
+
+
+def build_decoder(config: PLDTConfig) -> keras.Model:
+    """Table 1b: 64-d code -> 4x4 bottleneck -> fractional-strided convs -> tanh image."""
+    widths = stage_widths(config.image_size, config.base_filters)
+    code = keras.Input((config.code_dim,), name="code")
+    x = layers.Dense(
+        4 * 4 * widths[-1], use_bias=False, kernel_initializer=_init(config), name="project"
+    )(code)
+    x = layers.Reshape((4, 4, widths[-1]), name="reshape")(x)
+    x = _batch_norm(config, "bn_project")(x)
+    x = layers.ReLU(name="relu_project")(x)
+    for i, filters in enumerate(reversed(widths[:-1])):
+        x = layers.Conv2DTranspose(
+            filters,
+            KERNEL,
+            strides=2,
+            padding="same",
+            use_bias=False,
+            kernel_initializer=_init(config),
+            name=f"deconv{i + 2}",
+        )(x)
+        x = _batch_norm(config, f"bn_deconv{i + 2}")(x)
+        x = layers.ReLU(name=f"relu_deconv{i + 2}")(x)
+    x = layers.Conv2DTranspose(
+        3,
+        KERNEL,
+        strides=2,
+        padding="same",
+        kernel_initializer=_init(config),
+        name=f"deconv{len(widths) + 1}",
+    )(x)
+    image = layers.Activation("tanh", dtype="float32", name="target")(x)
+    return keras.Model(code, image, name="decoder")
+
+
+def build_converter(config: PLDTConfig) -> keras.Model:
+    """The converter C: encoder then decoder (Fig. 2, top). [-1, 1] in, [-1, 1] out."""
+    size = config.image_size
+    encoder, decoder = build_encoder(config), build_decoder(config)
+    source = keras.Input((size, size, 3), name="source")
+    return keras.Model(source, decoder(encoder(source)), name="converter")
+
+
+def _build_discriminator(config: PLDTConfig, channels: int, name: str) -> keras.Model:
+    size = config.image_size
+    inputs = keras.Input((size, size, channels), name="pair" if channels == 6 else "image")
+    x = _conv_stack(
+        inputs, config, spectral_norm=config.spectral_norm, dropout=config.discriminator_dropout
+    )
+    conv = layers.Conv2D(1, 4, padding="valid", kernel_initializer=_init(config), name="conv_out")
+    if config.spectral_norm:
+        conv = layers.SpectralNormalization(conv, name="sn_conv_out")
+    x = conv(x)
+    logit = layers.Flatten(dtype="float32", name="logit")(x)
+    return keras.Model(inputs, logit, name=name)
+
+
+def build_real_fake_discriminator(config: PLDTConfig) -> keras.Model:
+    """D_R (Table 1a, middle column): image -> logit of 'real product image'."""
+    return _build_discriminator(config, 3, "real_fake_discriminator")
+
+
+def build_domain_discriminator(config: PLDTConfig) -> keras.Model:
+    """D_A (Table 1a, right column): source, target stacked on channels -> logit 'associated'."""
+    return _build_discriminator(config, 6, "domain_discriminator")
