@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from keras_pldt.config import PRESETS, PLDTConfig, get_preset
+
+
+def test_defaults_are_the_paper():
+    cfg = PLDTConfig()
+    assert (cfg.image_size, cfg.base_filters, cfg.code_dim, cfg.batch_size) == (64, 128, 64, 128)
+    assert (cfg.learning_rate, cfg.beta_1) == (2e-4, 0.5)
+    assert (cfg.epochs, cfg.decay_epochs, cfg.decay_learning_rate) == (25, 5, 2e-5)
+    assert (cfg.init_stddev, cfg.leaky_slope) == (0.02, 0.2)
+    assert get_preset("paper") == cfg
+
+
+def test_json_round_trip(tmp_path):
+    cfg = get_preset("demo", variant="mse", seed=3)
+    path = tmp_path / "config.json"
+    cfg.to_json(path, tensorflow_version="x")
+    assert json.loads(path.read_text())["tensorflow_version"] == "x"
+    assert PLDTConfig.from_json(path) == cfg
+    assert PLDTConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_demo_preset_is_small():
+    demo = get_preset("demo")
+    assert demo.base_filters < PLDTConfig().base_filters
+    assert set(PRESETS) >= {"paper", "demo"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"image_size": 48},
+        {"variant": "gan"},
+        {"adversarial_loss": "wasserstein"},
+        {"precision": "float8"},
+        {"epochs": 0, "decay_epochs": 0},
+        {"diff_augment": "color,blur"},
+    ],
+)
+def test_invalid_settings_name_the_field(change):
+    with pytest.raises(ValueError, match=next(iter(change)).split("_")[0]):
+        PLDTConfig(**change)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("huge")

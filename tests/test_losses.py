@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_pldt import losses
+
+
+def np_bce(logits, label):
+    p = 1 / (1 + np.exp(-logits))
+    return float(np.mean(-(label * np.log(p) + (1 - label) * np.log(1 - p))))
+
+
+def test_eq2_matches_the_formula():
+    real, fake = np.array([[2.0], [-1.0]]), np.array([[0.5], [-3.0]])
+    got = float(losses.real_fake_loss(tf.constant(real), tf.constant(fake)))
+    assert got == pytest.approx(0.5 * (np_bce(real, 1) + np_bce(fake, 0)), rel=1e-6)
+
+
+def test_eq5_labels_and_neg_ablation():
+    a, n, g = np.array([[1.5]]), np.array([[0.2]]), np.array([[-0.7]])
+    full = float(losses.domain_loss(tf.constant(a), tf.constant(n), tf.constant(g)))
+    assert full == pytest.approx((np_bce(a, 1) + np_bce(n, 0) + np_bce(g, 0)) / 3, rel=1e-6)
+    no_neg = float(losses.domain_loss(tf.constant(a), None, tf.constant(g)))
+    assert no_neg == pytest.approx((np_bce(a, 1) + np_bce(g, 0)) / 2, rel=1e-6)
+
+
+def test_eq6_non_saturating_half_half():
+    r, d = np.array([[0.3], [-2.0]]), np.array([[1.0], [-0.5]])
+    got = float(losses.converter_loss(tf.constant(r), tf.constant(d)))
+    assert got == pytest.approx(0.5 * np_bce(r, 1) + 0.5 * np_bce(d, 1), rel=1e-6)
+    assert float(losses.converter_loss(tf.constant(r), None)) == pytest.approx(np_bce(r, 1))
+
+
+def test_logits_are_numerically_stable():
+    big = tf.constant([[80.0], [-80.0]])
+    value = losses.real_fake_loss(big, -big)
+    assert np.isfinite(float(value))
+    assert float(losses.converter_adversarial_term(tf.constant([[-100.0]]))) == pytest.approx(100)
+
+
+@pytest.mark.parametrize("kind", ["hinge", "lsgan"])
+def test_alternative_losses_are_zero_at_their_optimum(kind):
+    target_real = 1.0 if kind == "hinge" else 1.0
+    real = tf.constant([[target_real + (1.0 if kind == "hinge" else 0.0)]])
+    fake = tf.constant([[-2.0 if kind == "hinge" else 0.0]])
+    assert float(losses.real_fake_loss(real, fake, kind)) == pytest.approx(0.0)
+    assert float(losses.real_fake_loss(fake, real, kind)) > 0.5
+
+
+def test_accuracy():
+    assert float(losses.accuracy(tf.constant([[1.0], [-1.0], [2.0], [0.5]]), True)) == 0.75

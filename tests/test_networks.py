@@ -1,0 +1,104 @@
+"""Table 1 checked against parameter counts computed here, layer by layer, from the paper."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_pldt.config import PLDTConfig
+from keras_pldt.networks import (
+    build_converter,
+    build_decoder,
+    build_domain_discriminator,
+    build_encoder,
+    build_real_fake_discriminator,
+    stage_widths,
+)
+
+
+def conv(k, cin, cout, bias):
+    return k * k * cin * cout + (cout if bias else 0)
+
+
+def bn(c):  # gamma, beta (trainable) + moving mean, variance
+    return 4 * c
+
+
+def expected_widths(size, base):
+    # Table 1 at 64 px: b, 2b, 4b, 8b; one more stride-2 stage of width b per doubling of size,
+    # one stage fewer (dropping the first) per halving, so the bottleneck stays 4x4x8b.
+    widths = [base, 2 * base, 4 * base, 8 * base]
+    n = int(np.log2(size)) - 2
+    return [base] * (n - 4) + widths if n >= 4 else widths[4 - n :]
+
+
+def encoder_like_params(size, base, in_ch, out, code):
+    w = expected_widths(size, base)
+    total = conv(5, in_ch, w[0], True)
+    for a, b in zip(w[:-1], w[1:], strict=True):
+        total += conv(5, a, b, False) + bn(b)
+    if code:
+        return total + conv(4, w[-1], out, False) + bn(out)
+    return total + conv(4, w[-1], out, True)
+
+
+def decoder_params(size, base, code=64):
+    w = expected_widths(size, base)[::-1]
+    total = code * 16 * w[0] + bn(w[0])
+    for a, b in zip(w[:-1], w[1:], strict=True):
+        total += conv(5, a, b, False) + bn(b)
+    return total + conv(5, w[-1], 3, True)
+
+
+def test_table1_at_paper_width():
+    cfg = PLDTConfig()
+    enc = build_encoder(cfg)
+    convs = [layer for layer in enc.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [128, 256, 512, 1024, 64]
+    assert [c.kernel_size for c in convs] == [(5, 5)] * 4 + [(4, 4)]
+    assert [c.strides for c in convs] == [(2, 2)] * 4 + [(1, 1)]
+    bns = [layer.name for layer in enc.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bns == ["bn2", "bn3", "bn4", "bn_code"]  # no batch norm on the first layer
+    leaky = [layer for layer in enc.layers if isinstance(layer, keras.layers.LeakyReLU)]
+    assert len(leaky) == 5 and all(np.isclose(la.negative_slope, 0.2) for la in leaky)
+    dec = build_decoder(cfg)
+    deconvs = [layer for layer in dec.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    assert [d.filters for d in deconvs] == [512, 256, 128, 3]
+    assert dec.layers[-1].activation.__name__ == "tanh"
+    assert enc.count_params() == encoder_like_params(64, 128, 3, 64, True)
+    assert dec.count_params() == decoder_params(64, 128)
+
+
+@pytest.mark.parametrize("size,base", [(64, 8), (128, 4), (256, 2), (32, 8)])
+def test_parameter_counts_and_shapes(size, base):
+    cfg = PLDTConfig(image_size=size, base_filters=base)
+    assert stage_widths(size, base) == expected_widths(size, base)
+    converter = build_converter(cfg)
+    d_r = build_real_fake_discriminator(cfg)
+    d_a = build_domain_discriminator(cfg)
+    enc = converter.get_layer("encoder")
+    assert enc.count_params() == encoder_like_params(size, base, 3, 64, True)
+    assert converter.count_params() == (
+        encoder_like_params(size, base, 3, 64, True) + decoder_params(size, base)
+    )
+    assert d_r.count_params() == encoder_like_params(size, base, 3, 1, False)
+    assert d_a.count_params() == encoder_like_params(size, base, 6, 1, False)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype("float32")
+    y = converter(x, training=False).numpy()
+    assert y.shape == (2, size, size, 3)
+    assert np.abs(y).max() <= 1.0
+    assert enc(x).shape == (2, 64)
+    assert d_r(x).shape == (2, 1)
+    assert d_a(np.concatenate([x, x], -1)).shape == (2, 1)
+
+
+def test_init_is_normal_002():
+    keras.utils.set_random_seed(0)
+    kernel = build_encoder(PLDTConfig(base_filters=32)).get_layer("conv3").kernel.numpy()
+    assert abs(kernel.mean()) < 0.002
+    assert kernel.std() == pytest.approx(0.02, rel=0.05)
+
+
+def test_spectral_norm_switch_wraps_discriminator_convs():
+    d = build_real_fake_discriminator(PLDTConfig(base_filters=4, spectral_norm=True))
+    wrapped = [la for la in d.layers if isinstance(la, keras.layers.SpectralNormalization)]
+    assert len(wrapped) == 5
