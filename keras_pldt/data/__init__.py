@@ -4,7 +4,8 @@ Entry points::
 
     from keras_pldt.data import build_pipelines
     p = build_pipelines("path/to/lookbook", image_size=64, batch_size=128, seed=0, run_dir="runs/a")
-    model.fit(p.train_for_epochs(k, n), epochs=n, initial_epoch=k, steps_per_epoch=p.steps_per_epoch)
+    model.fit(p.train_for_epochs(k, n), epochs=n, initial_epoch=k,
+              steps_per_epoch=p.steps_per_epoch)
 
 See :mod:`keras_pldt.data.pipeline` for the batch format and the determinism contract.
 """

@@ -61,7 +61,7 @@ class ParsedName:
 
 
 def parse_name(name: str | Path) -> ParsedName | None:
-    """Parses a LookBook file name (``PID..._CLEAN{0,1}_IID....ext``); ``None`` if it does not match."""
+    """Parses ``PID<id>_CLEAN<0|1>_IID<id>.<ext>``; ``None`` if the name does not match."""
     m = NAME_PATTERN.match(Path(name).name)
     if m is None:
         return None
@@ -70,7 +70,7 @@ def parse_name(name: str | Path) -> ParsedName | None:
 
 @dataclass
 class Product:
-    """One product: its person photos (``sources``, CLEAN0) and product photos (``targets``, CLEAN1)."""
+    """A product: person photos (``sources``, CLEAN0) and product photos (``targets``, CLEAN1)."""
 
     pid: str
     sources: list[Path] = field(default_factory=list)

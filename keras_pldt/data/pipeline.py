@@ -14,7 +14,8 @@ product). Nothing depends on earlier epochs, so ``train_for_epochs(k, n)`` yield
 batches that epochs ``k..n-1`` of a full run yield::
 
     p = build_pipelines("path/to/lookbook", run_dir="runs/x")
-    model.fit(p.train_for_epochs(k, n), epochs=n, initial_epoch=k, steps_per_epoch=p.steps_per_epoch)
+    model.fit(p.train_for_epochs(k, n), epochs=n, initial_epoch=k,
+              steps_per_epoch=p.steps_per_epoch)
 
 Files are decoded with TF ops (``tf.io.read_file`` + ``tf.io.decode_image``) in a parallel
 ``map``. With ``cache=True`` (default) every image is decoded once into a uint8 array (when it fits

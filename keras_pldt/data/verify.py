@@ -64,7 +64,10 @@ class Report:
         """One line with counts."""
         c = self.counts()
         if not c:
-            return f"data {self.root}: {self.num_files} files, {self.num_products} products, no problems"
+            return (
+                f"data {self.root}: {self.num_files} files, {self.num_products} products, "
+                "no problems"
+            )
         parts = []
         if c.get("decode"):
             parts.append(f"{c['decode']} undecodable")
