@@ -87,14 +87,18 @@ class ExportError(RuntimeError):
 def _data_preprocess_fn() -> Callable | None:
     """The training pipeline's `preprocess_image(uint8 [H,W,C], size)`, if the package has it."""
     try:
-        from keras_pldt.data.pipeline import preprocess_image
+        from keras_pldt.data import preprocess_image
     except Exception:
-        return None
+        try:
+            from keras_pldt.data.pipeline import preprocess_image
+        except Exception:
+            return None
     return preprocess_image
 
 
 def _fallback_preprocess_batch(images, size: int):
-    """Resize longer side to `size` (bilinear, aspect kept), pad 255 centred, x / 127.5 - 1."""
+    """Resize longer side to `size` (bilinear, antialiased, aspect kept), round to uint8 levels,
+    pad 255 centred, x / 127.5 - 1 (the same as `keras_pldt.data.preprocess_image`)."""
     import tensorflow as tf
 
     images = tf.convert_to_tensor(images)
@@ -111,6 +115,7 @@ def _fallback_preprocess_batch(images, size: int):
     x = tf.image.resize(
         tf.cast(images, tf.float32), tf.stack([new_h, new_w]), method="bilinear", antialias=True
     )
+    x = tf.round(tf.clip_by_value(x, 0.0, 255.0))
     top, left = (size - new_h) // 2, (size - new_w) // 2
     x = tf.pad(
         x,
@@ -246,7 +251,11 @@ def _spread(paths: list[Path], count: int) -> list[Path]:
 
 
 def _split_paths(run_dir: Path, keys: Sequence[str]) -> list[Path]:
-    """Image paths listed under one of `keys` in the run's `split.json` (best effort)."""
+    """Source photos of the products listed under one of `keys` in the run's `split.json`.
+
+    `split.json` (written by `keras_pldt.data`) holds the data `root` and product ids per split;
+    lists of image paths are accepted too. Returns [] when nothing usable is found.
+    """
     split_file = run_dir / "split.json"
     if not split_file.is_file():
         return []
@@ -254,30 +263,26 @@ def _split_paths(run_dir: Path, keys: Sequence[str]) -> list[Path]:
         split = json.loads(split_file.read_text())
     except (OSError, ValueError):
         return []
-    roots = [run_dir]
-    for key in ("data_dir", "root", "dataset_dir", "data"):
-        if isinstance(split.get(key), str):
-            roots.insert(0, Path(split[key]))
-
-    def collect(value) -> list[str]:
-        if isinstance(value, str):
-            return [value]
-        if isinstance(value, list):
-            return [s for v in value for s in collect(v)]
-        if isinstance(value, dict):
-            return [s for v in value.values() for s in collect(v)]
-        return []
-
+    root = Path(split["root"]) if isinstance(split.get("root"), str) else None
+    products = None
     for key in keys:
-        if key not in split:
+        names = split.get(key)
+        if not isinstance(names, list) or not names:
             continue
-        paths = []
-        for name in collect(split[key]):
-            for root in roots:
-                path = Path(name) if Path(name).is_absolute() else root / name
-                if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
-                    paths.append(path)
-                    break
+        files = [Path(n) if Path(n).is_absolute() or root is None else root / n for n in names]
+        files = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()]
+        if files:
+            return sorted(files)
+        if root is None or not root.is_dir():
+            return []
+        if products is None:
+            try:
+                from keras_pldt.data import load_pairs
+
+                products = load_pairs(root).products
+            except Exception:
+                return []
+        paths = [Path(p) for n in names if n in products for p in products[n].sources]
         if paths:
             return sorted(paths)
     return []
@@ -528,7 +533,11 @@ def write_tflite(
     elif quantization == "int8":
         if calibration is None or len(calibration) == 0:
             raise ExportError("int8 quantization needs calibration images")
-        samples = np.asarray(calibration, np.float32)
+        samples = np.array(calibration, np.float32)
+        # Anchor the input range to the full [-1, 1] (pixel 0 and 255) so that dark or bright
+        # photos are not clipped by a calibration set that lacks them: one corner pixel each.
+        samples[:, 0, 0, :] = -1.0
+        samples[:, -1, -1, :] = 1.0
 
         def representative():
             for sample in samples:
