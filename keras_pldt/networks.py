@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from keras_pldt.config import PLDTConfig
@@ -39,8 +40,11 @@ def _init(config: PLDTConfig):
 
 def _batch_norm(config: PLDTConfig, name: str):
     # PyTorch/DCGAN statistics (momentum 0.1 there is 0.9 here); gamma ~ N(1, 0.02) as in DCGAN.
+    # Under tf.distribute with several replicas, statistics are synchronised across replicas so
+    # that training matches one device with the same global batch.
     return layers.BatchNormalization(
         momentum=0.9,
+        synchronized=tf.distribute.get_strategy().num_replicas_in_sync > 1,
         epsilon=1e-5,
         gamma_initializer=keras.initializers.RandomNormal(1.0, config.init_stddev),
         name=name,
