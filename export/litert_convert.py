@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Run an exported PLDT converter (`.tflite`) on photos with LiteRT: what runs on a device.
+
+Depends only on numpy, pillow and ai-edge-litert (no TensorFlow, Keras or keras_pldt)::
+
+    pip install numpy pillow ai-edge-litert
+    python litert_convert.py --model tflite_int8/converter.tflite --input photo.jpg --output out/
+
+Preprocessing is the training one (see README.md, "Tensor contract"): RGB, bilinear resize so
+the longer side is S keeping the aspect ratio, pad to S x S with 255 centred, then
+x / 127.5 - 1 for float models, or that value quantized with the model's input scale and
+zero point for the full-integer (uint8) model. The output is read back the same way and saved
+as an S x S PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def read_photo(path) -> np.ndarray:
+    """Any PIL-readable photo -> RGB uint8 [H, W, 3]; EXIF rotation applied, alpha on white."""
+    with Image.open(path) as image:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "PA") or (
+            image.mode == "P" and "transparency" in image.info
+        ):
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba)
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def letterbox(photo: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [H, W, 3] -> uint8 [S, S, 3]: bilinear resize of the longer side to S, pad 255."""
+    h, w = photo.shape[:2]
+    scale = np.float32(size) / np.float32(max(h, w))
+    nh = int(min(max(np.round(np.float32(h) * scale), 1), size))
+    nw = int(min(max(np.round(np.float32(w) * scale), 1), size))
+    image = Image.fromarray(photo)
+    if (nw, nh) != (w, h):
+        image = image.resize((nw, nh), Image.BILINEAR)
+    out = np.full((size, size, 3), 255, np.uint8)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top : top + nh, left : left + nw] = np.asarray(image)
+    return out
+
+
+def to_model_input(pixels: np.ndarray, dtype, quantization) -> np.ndarray:
+    """uint8 [S, S, 3] -> the model's input [1, S, S, 3] (float in [-1, 1] or quantized)."""
+    x = pixels.astype(np.float32)[None] / 127.5 - 1.0
+    if np.dtype(dtype) == np.float32:
+        return x
+    scale, zero_point = quantization
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def from_model_output(y: np.ndarray, dtype, quantization) -> np.ndarray:
+    """The model's output -> float in [-1, 1]."""
+    if np.dtype(dtype) == np.float32:
+        return y.astype(np.float32)
+    scale, zero_point = quantization
+    return (y.astype(np.float32) - zero_point) * scale
+
+
+def to_pixels(y: np.ndarray) -> np.ndarray:
+    return np.round(np.clip((y + 1.0) * 127.5, 0, 255)).astype(np.uint8)
+
+
+class LiteRTConverter:
+    def __init__(self, model_path, num_threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
+        self.input = self.interpreter.get_input_details()[0]
+        if int(self.input["shape"][0]) != 1:
+            self.interpreter.resize_tensor_input(self.input["index"], [1, *self.input["shape"][1:]])
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.image_size = int(self.input["shape"][1])
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 [S, S, 3] letterboxed photo -> float [S, S, 3] product in [-1, 1]."""
+        x = to_model_input(pixels, self.input["dtype"], self.input["quantization"])
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self.output["index"])
+        return from_model_output(y, self.output["dtype"], self.output["quantization"])[0]
+
+
+def run(converter, inputs: Path, output: Path, side_by_side: bool, raw: bool) -> int:
+    files = sorted(p for p in inputs.rglob("*") if p.is_file()) if inputs.is_dir() else [inputs]
+    output.mkdir(parents=True, exist_ok=True)
+    done, skipped = 0, 0
+    for file in files:
+        if file.suffix.lower() not in IMAGE_EXTENSIONS:
+            print(f"skipped {file}: unsupported file type", file=sys.stderr)
+            skipped += 1
+            continue
+        try:
+            photo = read_photo(file)
+        except Exception as error:
+            print(f"skipped {file}: cannot read image: {error}", file=sys.stderr)
+            skipped += 1
+            continue
+        pixels = letterbox(photo, converter.image_size)
+        y = converter(pixels)
+        product = to_pixels(y)
+        Image.fromarray(product).save(output / f"{file.stem}.png")
+        if raw:
+            np.save(output / f"{file.stem}.npy", y)
+        if side_by_side:
+            pair = np.concatenate([pixels, product], axis=1)
+            Image.fromarray(pair).save(output / f"{file.stem}_side_by_side.png")
+        done += 1
+    print(f"converted {done} photo(s) into {output}; skipped {skipped}")
+    return 0 if done else 1
+
+
+def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--input", required=True, type=Path, help="a photo or a folder")
+    parser.add_argument("--output", required=True, type=Path, help="folder for <name>.png")
+    parser.add_argument("--side-by-side", action="store_true", help="also <name>_side_by_side.png")
+    parser.add_argument("--raw", action="store_true", help="also <name>.npy, float in [-1, 1]")
+    parser.add_argument("--threads", type=int, default=None)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    converter = LiteRTConverter(args.model, args.threads)
+    return run(converter, args.input, args.output, args.side_by_side, args.raw)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
