@@ -146,3 +146,19 @@ def test_gray_and_rgba_and_bytes(tmp_path):
     Image.new("RGB", (16, 16), (0, 255, 0)).save(tmp_path / "g.jpg", quality=95)
     out = decode_and_preprocess(tmp_path / "g.jpg", 16).numpy()
     assert np.abs(out[8, 8] - [-1, 1, -1]).max() < 0.05
+
+
+def test_decode_and_preprocess_in_graph_on_bytes(tmp_path):
+    img = np.zeros((10, 40, 3), np.uint8)
+    img[..., 1] = 255
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def f(contents):
+        return decode_and_preprocess(contents, 32)
+
+    out = f(tf.constant(buf.getvalue())).numpy()
+    rows = np.flatnonzero((out != 1.0).any(axis=(1, 2)))
+    assert rows.tolist() == list(range(12, 20))  # 8 rows centred in 32
+    np.testing.assert_array_equal(out[16, 0], [-1.0, 1.0, -1.0])
