@@ -135,6 +135,8 @@ def test_eval_datasets_and_arrays(make_lookbook):
         assert arr["source"].shape == (6, S, S, 3)
         assert arr["product"].tolist() == sd.source_product.tolist()
         assert list(arr["pids"]) == sd.pids
+        few = p.load_split_arrays(split, limit=4)
+        np.testing.assert_array_equal(few["source"], arr["source"][:4])
         for i in range(6):
             src, _ = decode_colour(arr["source"][i, S // 2, S // 2])
             neg, _ = decode_colour(arr["unassociated"][i, S // 2, S // 2])

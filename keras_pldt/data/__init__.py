@@ -28,9 +28,9 @@ from .pipeline import Pipelines, SplitData, build_pipelines, make_splits, resolv
 from .verify import Issue, Report, check_image, verify_dataset
 
 
-def load_split_arrays(pipelines: Pipelines, split: str):
+def load_split_arrays(pipelines: Pipelines, split: str, limit: int | None = None):
     """Numpy arrays (source, target, unassociated, product, pids) of a split of ``pipelines``."""
-    return pipelines.load_split_arrays(split)
+    return pipelines.load_split_arrays(split, limit)
 
 
 __all__ = [

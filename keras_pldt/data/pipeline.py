@@ -400,15 +400,18 @@ class Pipelines:
     def test(self) -> tf.data.Dataset | None:
         return self.eval_dataset("test")
 
-    def load_split_arrays(self, split: str) -> dict[str, np.ndarray]:
-        """All of a split as numpy: ``source``, ``target``, ``unassociated`` (float32
-        [N, S, S, 3] in [-1, 1]), ``product`` (int32 [N]) and ``pids`` (product ids)."""
+    def load_split_arrays(self, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
+        """A split as numpy: ``source``, ``target``, ``unassociated`` (float32 [N, S, S, 3] in
+        [-1, 1]), ``product`` (int32 [N]) and ``pids`` (product ids); the first ``limit``
+        sources only when given (a whole training split can be large)."""
         sd = self.splits[split]
         s = self.image_size
         out = {k: np.zeros((0, s, s, 3), np.float32) for k in ("source", "target", "unassociated")}
         out["product"] = np.zeros((0,), np.int32)
         ds = self.eval_dataset(split)
-        if ds is not None:
+        if ds is not None and limit is not None:
+            ds = ds.unbatch().take(int(limit)).batch(self.batch_size)
+        if ds is not None and limit != 0:
             parts = list(ds.as_numpy_iterator())
             out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         out["pids"] = np.asarray(sd.pids)
