@@ -59,9 +59,9 @@ class PaperLearningRateSchedule(keras.callbacks.Callback):
 
 def sample_grid(source, generated, target) -> np.ndarray:
     """Rows of source | generated | ground-truth target (Fig. 5 layout), uint8 [H, W, 3]."""
-    to_uint8 = lambda x: np.clip((np.asarray(x, np.float32) + 1.0) * 127.5 + 0.5, 0, 255).astype(
-        np.uint8
-    )
+    to_uint8 = lambda x: np.clip(
+        np.nan_to_num((np.asarray(x, np.float32) + 1.0) * 127.5 + 0.5), 0, 255
+    ).astype(np.uint8)
     rows = [np.concatenate([to_uint8(s), to_uint8(g), to_uint8(t)], axis=1) for s, g, t in zip(
         source, generated, target, strict=True
     )]  # fmt: skip

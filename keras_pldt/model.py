@@ -154,6 +154,11 @@ class PLDT(keras.Model):
         }[network]
         setattr(self, attr, optimizer)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Skip Keras' symbolic build under tf.distribute: the networks are built in `__init__`
+        and the optimizers in `compile`. (Keras' version reduces a batch across replicas, which
+        fails for dict batches under MultiWorkerMirroredStrategy and consumes a batch.)"""
+
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict()}
 
@@ -239,13 +244,17 @@ class PLDT(keras.Model):
         """D_A's input: source and target stacked on channels (Table 1a, 6 channels)."""
         return tf.concat([source, target], axis=-1)
 
-    def _minimise(self, optimizer, tape, loss, variables):
-        """One optimizer step on `loss`, scaled for replicas and (mixed precision) loss scale."""
+    @staticmethod
+    def _for_gradient(optimizer, loss):
+        """`loss` scaled for the replicas and (mixed precision) the loss scale; call it inside
+        the tape, so the scaling is recorded."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        scaled = (
-            optimizer.scale_loss(loss / replicas) if replicas > 1 else optimizer.scale_loss(loss)
-        )
-        grads = tape.gradient(scaled, variables)
+        return optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
+
+    @staticmethod
+    def _minimise(optimizer, tape, scaled_loss, variables):
+        """One optimizer step; `scaled_loss` comes from `_for_gradient` inside `tape`."""
+        grads = tape.gradient(scaled_loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
 
     def _real_fake_terms(self, target, generated, training: bool):
@@ -272,10 +281,11 @@ class PLDT(keras.Model):
 
     def _update_real_fake(self, target, generated):
         """Algorithm 1, step 1: one D_R step on Eq. 2 (real target -> 1, generated -> 0)."""
+        optimizer = self.real_fake_optimizer
         with tf.GradientTape() as tape:
             loss, accuracy = self._real_fake_terms(target, generated, training=True)
-        variables = self.real_fake_discriminator.trainable_variables
-        self._minimise(self.real_fake_optimizer, tape, loss, variables)
+            scaled = self._for_gradient(optimizer, loss)
+        self._minimise(optimizer, tape, scaled, self.real_fake_discriminator.trainable_variables)
         return loss, accuracy
 
     def _update_domain(self, source, target, unassociated, generated):
@@ -317,7 +327,8 @@ class PLDT(keras.Model):
                 if self.config.uses_domain:
                     domain = self._update_domain(source, target, unassociated, fake)
             loss = self._converter_objective(source, target, generated, training=True)
-        self._minimise(self.converter_optimizer, tape, loss, self.converter.trainable_variables)
+            scaled = self._for_gradient(self.converter_optimizer, loss)
+        self._minimise(self.converter_optimizer, tape, scaled, self.converter.trainable_variables)
         return self._track(loss, generated, target, real_fake, domain)
 
     def test_step(self, data):
@@ -342,7 +353,12 @@ class PLDT(keras.Model):
         if domain is not None:
             self.domain_loss_tracker.update_state(domain[0])
             self.domain_accuracy_tracker.update_state(domain[1])
-        return {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in self.metrics}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker step outputs with `reduce(MEAN, axis=0)`, which
+            # needs rank >= 1.
+            logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
+        return logs
 
     def predict_step(self, data):
         if isinstance(data, dict):

@@ -159,15 +159,7 @@ def select_strategy(name: str):
     """The tf.distribute strategy for `name` (see --strategy)."""
     import tensorflow as tf
 
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
-    if name == "auto":
-        name = "mirrored" if len(gpus) > 1 else "default"
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        devices = [d.name for d in gpus] or [d.name for d in cpus]
-        return tf.distribute.MirroredStrategy(devices=devices)
+    # Multi-worker collectives must be configured before anything initialises the TF context.
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise RunError("--strategy multiworker needs the TF_CONFIG environment variable")
@@ -177,6 +169,14 @@ def select_strategy(name: str):
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
     raise RunError(f"unknown strategy {name!r}")
 
 
@@ -292,14 +292,14 @@ def train(
     if pipelines.batch_size != config.batch_size:
         config = config.replace(batch_size=pipelines.batch_size)
     total = config.total_epochs
-    state = cb.read_state(work_dir)
+    state = cb.read_state(run_dir)  # workers other than the chief resume from the chief's
     initial_epoch = state["epoch"] if state else 0
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = PLDT(config)
         model.compile()
     if state:
-        model.load_weights(work_dir / "checkpoints" / state["weights"])
+        model.load_weights(run_dir / "checkpoints" / state["weights"])
         print_fn(f"resuming {run_dir} after epoch {initial_epoch}/{total}")
     if initial_epoch < total:
         shown = pipelines.splits["val"] if pipelines.splits["val"].num_sources else None

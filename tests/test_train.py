@@ -1,0 +1,215 @@
+"""End-to-end tests of `python -m keras_pldt.train` at a tiny setting."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_pldt import train
+from keras_pldt.datasets.synthetic import generate
+
+TINY = ["--image-size", "32", "--base-filters", "4", "--batch-size", "8", "--quiet"]
+ENV = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
+       "TF_DETERMINISTIC_OPS": "1", "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("synthetic"), num_products=12, sources_per_product=4,
+                    seed=1, image_size=32)  # fmt: skip
+
+
+def run_cli(args, **kw):
+    return subprocess.run([sys.executable, "-m", "keras_pldt.train", *args], env=ENV,
+                          capture_output=True, text=True, **kw)  # fmt: skip
+
+
+def converter_weights(run_dir):
+    model = keras.saving.load_model(Path(run_dir) / "converter.keras")
+    return [w.numpy() for w in model.weights]
+
+
+def test_no_data_argument_trains_the_synthetic_default_and_writes_every_artefact(tmp_path):
+    run_dir = tmp_path / "run"
+    code = train.main(
+        ["--run-dir", str(run_dir), "--image-size", "32", "--base-filters", "4",
+         "--batch-size", "96", "--epochs", "1", "--decay-epochs", "1", "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["base_filters"] == 4 and config["epochs"] == 1
+    assert config["tensorflow_version"] == tf.__version__ and config["data"] is None
+    split = json.loads((run_dir / "split.json").read_text())
+    assert split["train"] and split["val"] and split["test"]
+    with open(run_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[0]["learning_rate"]) == pytest.approx(2e-4)
+    assert float(rows[1]["learning_rate"]) == pytest.approx(2e-5)
+    assert {"converter_loss", "domain_loss", "real_fake_accuracy", "val_rmse"} <= set(rows[0])
+    for epoch in (1, 2):
+        png = tf.io.decode_png(tf.io.read_file(str(run_dir / f"samples/epoch_{epoch:03d}.png")))
+        assert png.shape[1] == 3 * 32 and png.shape[0] % 32 == 0
+    state = json.loads((run_dir / "checkpoints/state.json").read_text())
+    assert state["epoch"] == 2 and (run_dir / "checkpoints" / state["weights"]).exists()
+    assert (run_dir / "checkpoints/best.weights.h5").exists()
+    converter = keras.saving.load_model(run_dir / "converter.keras")
+    assert converter.output_shape == (None, 32, 32, 3)
+    events = {p.parent.name for p in (run_dir / "logs").rglob("events.out.tfevents*")}
+    assert {"train", "validation", "samples"} <= events
+
+
+def test_a_different_config_is_refused_then_overwritten(tmp_path, tiny_data, capsys):
+    run_dir = tmp_path / "run"
+    base = ["--data", str(tiny_data), "--run-dir", str(run_dir), *TINY, "--decay-epochs", "0"]
+    assert train.main([*base, "--epochs", "1"]) == 0
+    assert train.main([*base, "--epochs", "2", "--variant", "mse"]) == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "epochs" in err and "variant" in err
+    assert json.loads((run_dir / "config.json").read_text())["epochs"] == 1
+    assert train.main([*base, "--epochs", "2", "--variant", "mse", "--overwrite"]) == 0
+    assert json.loads((run_dir / "config.json").read_text())["variant"] == "mse"
+
+
+def test_missing_data_folder_is_one_line_error(tmp_path, capsys):
+    code = train.main(["--data", str(tmp_path / "nope"), "--run-dir", str(tmp_path / "r"), *TINY])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "nope" in err and "Traceback" not in err
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
+    common = ["--data", str(tiny_data), *TINY, "--epochs", "3", "--decay-epochs", "1"]
+    straight = tmp_path / "straight"
+    done = run_cli([*common, "--run-dir", str(straight)], timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    resumed = tmp_path / "resumed"
+    proc = subprocess.Popen([sys.executable, "-m", "keras_pldt.train", *common, "--run-dir",
+                             str(resumed)], env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    state = resumed / "checkpoints" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and json.loads(state.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 1 <= killed_at < 4 and not (resumed / "converter.keras").exists()
+    again = run_cli([*common, "--run-dir", str(resumed)], timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming {resumed} after epoch {killed_at}" in again.stdout
+    with open(resumed / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+    for a, b in zip(converter_weights(straight), converter_weights(resumed), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_nan_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data, capsys):
+    run_dir = tmp_path / "run"
+    args = ["--data", str(tiny_data), "--run-dir", str(run_dir), *TINY, "--decay-epochs", "0"]
+    assert train.main([*args, "--epochs", "1"]) == 0
+    good = json.loads((run_dir / "checkpoints/state.json").read_text())
+    # Same run folder extended by a second epoch whose learning rate blows the weights up.
+    config = json.loads((run_dir / "config.json").read_text())
+    config.update(epochs=2, learning_rate=1e30)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    code = train.main([*args, "--epochs", "2", "--learning-rate", "1e30"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "epoch 2, step" in err and "last good checkpoint kept: epoch 1" in err
+    state = json.loads((run_dir / "checkpoints/state.json").read_text())
+    assert state == good
+
+
+def test_reverse_swaps_the_domains(tmp_path, tiny_data):
+    def white_fraction_of_sources(run_dir):
+        grid = tf.io.decode_png(tf.io.read_file(str(run_dir / "samples/epoch_001.png"))).numpy()
+        return float(np.mean(grid[:, :32].min(axis=-1) > 240))
+
+    fractions = {}
+    for flag in ([], ["--reverse"]):
+        run_dir = tmp_path / ("reverse" if flag else "forward")
+        args = ["--data", str(tiny_data), "--run-dir", str(run_dir), *TINY, *flag]
+        assert train.main([*args, "--epochs", "1", "--decay-epochs", "0"]) == 0
+        assert json.loads((run_dir / "config.json").read_text())["reverse"] == bool(flag)
+        fractions[bool(flag)] = white_fraction_of_sources(run_dir)
+    # Product photos (CLEAN1) are mostly white background; person photos are cluttered.
+    assert fractions[True] > 0.4 > 0.15 > fractions[False]
+
+
+MIRRORED = """
+import sys, json, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_pldt import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_mirrored_on_two_logical_cpus_matches_single_device(tmp_path, tiny_data):
+    histories = {}
+    for strategy in ("default", "mirrored"):
+        run_dir = tmp_path / strategy
+        args = ["--data", str(tiny_data), "--run-dir", str(run_dir), *TINY, "--epochs", "2",
+                "--decay-epochs", "0", "--strategy", strategy]  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", MIRRORED, *args], env=ENV,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        with open(run_dir / "history.csv") as f:
+            histories[strategy] = list(csv.DictReader(f))
+    for single, mirrored in zip(histories["default"], histories["mirrored"], strict=True):
+        for key in ("converter_loss", "real_fake_loss", "domain_loss", "val_rmse"):
+            assert float(mirrored[key]) == pytest.approx(float(single[key]), rel=2e-2, abs=2e-3)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_worker_multiworker_run_on_loopback(tmp_path, tiny_data):
+    ports = [free_port(), free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    run_dir = tmp_path / "run"
+    for index in range(2):
+        env = {
+            **ENV,
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+        }
+        args = ["--data", str(tiny_data), "--run-dir", str(run_dir), *TINY, "--epochs", "1",
+                "--decay-epochs", "0", "--strategy", "multiworker"]  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "keras_pldt.train", *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    try:
+        outs = [p.communicate(timeout=400) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    state = json.loads((run_dir / "checkpoints/state.json").read_text())
+    assert state["epoch"] == 1 and (run_dir / "converter.keras").exists()
