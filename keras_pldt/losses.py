@@ -89,3 +89,23 @@ def accuracy(logits, positive: bool):
     logits = tf.cast(logits, tf.float32)
     hit = logits > 0.0 if positive else logits < 0.0
     return tf.reduce_mean(tf.cast(hit, tf.float32))
+
+
+def r1_penalty(discriminator, real_inputs):
+    """R1 (Mescheder et al. 2018): 1/2 E ||grad_x D(x)||^2 on real inputs (a zero-centred
+    gradient penalty that keeps the discriminator smooth around the data)."""
+    with tf.GradientTape() as tape:
+        tape.watch(real_inputs)
+        total = tf.reduce_sum(tf.cast(discriminator(real_inputs, training=True), tf.float32))
+    grads = tf.cast(tape.gradient(total, real_inputs), tf.float32)
+    return 0.5 * tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]))
+
+
+def feature_matching(real_features, fake_features):
+    """pix2pixHD-style feature matching: mean L1 between D_A's features of the associated pair
+    (source, I_T) and of the generated pair (source, C(I_S)), layer by layer (real side fixed)."""
+    terms = [
+        tf.reduce_mean(tf.abs(tf.stop_gradient(tf.cast(r, tf.float32)) - tf.cast(f, tf.float32)))
+        for r, f in zip(real_features, fake_features, strict=True)
+    ]
+    return tf.add_n(terms) / len(terms)

@@ -17,12 +17,11 @@ variants of Table 2 are switches of this one model (`PLDTConfig.variant`):
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
 import tensorflow as tf
 
 from keras_pldt import losses
+from keras_pldt.augment import diff_augment
 from keras_pldt.config import PLDTConfig
 from keras_pldt.networks import (
     build_converter,
@@ -38,19 +37,8 @@ def make_optimizer(config: PLDTConfig, network: str = "converter") -> keras.opti
     lr = config.learning_rate
     if network != "converter":
         lr *= config.discriminator_lr_multiplier
-    kwargs: dict[str, Any] = {}
-    if network == "converter" and config.ema_decay > 0:
-        kwargs = {
-            "use_ema": True,
-            "ema_momentum": config.ema_decay,
-            "ema_overwrite_frequency": None,
-        }
     return keras.optimizers.Adam(
-        learning_rate=lr,
-        beta_1=config.beta_1,
-        beta_2=config.beta_2,
-        name=f"{network}_adam",
-        **kwargs,
+        learning_rate=lr, beta_1=config.beta_1, beta_2=config.beta_2, name=f"{network}_adam"
     )
 
 
@@ -69,6 +57,25 @@ class PLDT(keras.Model):
             build_real_fake_discriminator(cfg) if cfg.uses_real_fake else None
         )
         self.domain_discriminator = build_domain_discriminator(cfg) if cfg.uses_domain else None
+        self._ema_weights = []
+        if cfg.ema_decay > 0:
+            # An exponential moving average of the converter's weights, for evaluation and export
+            # (`ema_converter()`); "mean" aggregation so replicas can update it in a train step.
+            self._ema_weights = [
+                self.add_weight(
+                    shape=w.shape,
+                    initializer=keras.initializers.Constant(keras.ops.convert_to_numpy(w)),
+                    trainable=False,
+                    aggregation="mean",
+                    name=f"ema_{i}",
+                )
+                for i, w in enumerate(self.converter.weights)
+            ]
+        self._domain_features = None
+        if cfg.uses_domain and cfg.feature_matching_weight:
+            d_a = self.domain_discriminator
+            taps = [layer.output for layer in d_a.layers if layer.name.startswith("lrelu")]
+            self._domain_features = keras.Model(d_a.input, [*taps, d_a.output], name="d_a_taps")
         mean = keras.metrics.Mean
         self.converter_loss_tracker = mean(name="converter_loss")
         self.real_fake_loss_tracker = mean(name="real_fake_loss")
@@ -257,27 +264,42 @@ class PLDT(keras.Model):
         grads = tape.gradient(scaled_loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
 
+    def _augment(self, images, training: bool):
+        """DiffAugment of a discriminator input in training (identity when the policy is empty)."""
+        if training and self.config.diff_augment:
+            return diff_augment(images, self.config.diff_augment)
+        return images
+
     def _real_fake_terms(self, target, generated, training: bool):
         """Eq. 2 on one batch: (D_R loss, D_R accuracy) for real targets and generated images."""
         d_r, kind = self.real_fake_discriminator, self.config.adversarial_loss
-        real = d_r(target, training=training)
-        fake = d_r(generated, training=training)
+        real_in = self._augment(target, training)
+        real = d_r(real_in, training=training)
+        fake = d_r(self._augment(generated, training), training=training)
         accuracy = 0.5 * (losses.accuracy(real, True) + losses.accuracy(fake, False))
-        return losses.real_fake_loss(real, fake, kind), accuracy
+        loss = losses.real_fake_loss(real, fake, kind)
+        if training and self.config.r1_weight:
+            loss += self.config.r1_weight * losses.r1_penalty(d_r, real_in)
+        return loss, accuracy
 
     def _domain_terms(self, source, target, unassociated, generated, training: bool):
         """Eq. 5 on one batch: (D_A loss, D_A accuracy) over the pairings the variant uses."""
         d_a, kind = self.domain_discriminator, self.config.adversarial_loss
-        associated = d_a(self._pair(source, target), training=training)
+        pair = lambda image: self._augment(self._pair(source, image), training)  # noqa: E731
+        associated_in = pair(target)
+        associated = d_a(associated_in, training=training)
         negative = None
         if self.config.variant == "rf+dd" and unassociated is not None:
-            negative = d_a(self._pair(source, unassociated), training=training)
-        fake = d_a(self._pair(source, generated), training=training)
+            negative = d_a(pair(unassociated), training=training)
+        fake = d_a(pair(generated), training=training)
         hits = [losses.accuracy(associated, True), losses.accuracy(fake, False)]
         if negative is not None:
             hits.append(losses.accuracy(negative, False))
         accuracy = tf.add_n(hits) / len(hits)
-        return losses.domain_loss(associated, negative, fake, kind), accuracy
+        loss = losses.domain_loss(associated, negative, fake, kind)
+        if training and self.config.r1_weight:
+            loss += self.config.r1_weight * losses.r1_penalty(d_a, associated_in)
+        return loss, accuracy
 
     def _update_real_fake(self, target, generated):
         """Algorithm 1, step 1: one D_R step on Eq. 2 (real target -> 1, generated -> 0)."""
@@ -298,20 +320,29 @@ class PLDT(keras.Model):
         return loss, accuracy
 
     def _converter_objective(self, source, target, generated, training: bool):
-        """Eq. 6 (non-saturating) for the adversarial variants, pixel MSE for C+MSE."""
+        """Eq. 6 (non-saturating) for the adversarial variants, pixel MSE for C+MSE; plus the
+        optional L1 reconstruction and D_A feature-matching terms."""
         cfg = self.config
         if cfg.variant == "mse":
-            loss = losses.pixel_mse(generated, target)
-        else:
-            real_fake = self.real_fake_discriminator(generated, training=training)
-            domain = (
-                self.domain_discriminator(self._pair(source, generated), training=training)
-                if cfg.uses_domain
-                else None
-            )
-            loss = losses.converter_loss(real_fake, domain, cfg.adversarial_loss)
-        if cfg.reconstruction_weight and cfg.variant != "mse":
+            return losses.pixel_mse(generated, target)
+        real_fake = self.real_fake_discriminator(
+            self._augment(generated, training), training=training
+        )
+        domain = None
+        if cfg.uses_domain:
+            fake_pair = self._augment(self._pair(source, generated), training)
+            if self._domain_features is None:
+                domain = self.domain_discriminator(fake_pair, training=training)
+            else:
+                *fake_taps, domain = self._domain_features(fake_pair, training=training)
+                real_pair = self._augment(self._pair(source, target), training)
+                *real_taps, _ = self._domain_features(real_pair, training=training)
+                matching = losses.feature_matching(real_taps, fake_taps)
+        loss = losses.converter_loss(real_fake, domain, cfg.adversarial_loss)
+        if cfg.reconstruction_weight:
             loss += cfg.reconstruction_weight * losses.pixel_l1(generated, target)
+        if self._domain_features is not None:
+            loss += cfg.feature_matching_weight * matching
         return loss
 
     def train_step(self, data):
@@ -329,7 +360,23 @@ class PLDT(keras.Model):
             loss = self._converter_objective(source, target, generated, training=True)
             scaled = self._for_gradient(self.converter_optimizer, loss)
         self._minimise(self.converter_optimizer, tape, scaled, self.converter.trainable_variables)
+        if self._ema_weights:
+            self._update_ema()
         return self._track(loss, generated, target, real_fake, domain)
+
+    def _update_ema(self):
+        """ema <- decay * ema + (1 - decay) * w for the converter's weights (BN statistics too)."""
+        decay = self.config.ema_decay
+        for ema, w in zip(self._ema_weights, self.converter.weights, strict=True):
+            ema.assign(decay * ema + (1.0 - decay) * tf.cast(w, ema.dtype))
+
+    def ema_converter(self) -> keras.Model:
+        """The converter with the moving-average weights (the converter itself without EMA)."""
+        if not self._ema_weights:
+            return self.converter
+        clone = build_converter(self.config)
+        clone.set_weights([keras.ops.convert_to_numpy(w) for w in self._ema_weights])
+        return clone
 
     def test_step(self, data):
         """The same losses and accuracies in inference mode, plus RMSE to the target in [0, 1]."""

@@ -303,7 +303,7 @@ def train(
         print_fn(f"resuming {run_dir} after epoch {initial_epoch}/{total}")
     if initial_epoch < total:
         shown = pipelines.splits["val"] if pipelines.splits["val"].num_sources else None
-        arrays = pipelines.load_split_arrays("val" if shown else "train")
+        arrays = pipelines.load_split_arrays("val" if shown else "train", limit=512)
         rows = showcase_rows(arrays["product"], 8)
         nan_guard = cb.NaNGuard()
         checkpoint = cb.RunCheckpoint(
@@ -352,7 +352,7 @@ def train(
         print_fn(f"{run_dir} is already complete ({total} epochs)")
     if chief:
         tmp = work_dir / f".tmp-{os.getpid()}-{FINAL_MODEL}"
-        keras.saving.save_model(model.converter, tmp)
+        keras.saving.save_model(model.ema_converter(), tmp)
         os.replace(tmp, work_dir / FINAL_MODEL)
     else:
         shutil.rmtree(work_dir, ignore_errors=True)

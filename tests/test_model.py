@@ -168,3 +168,83 @@ def test_predict_runs_converter_only():
     model = PLDT(PLDTConfig(**TINY))
     x = toy_arrays(3, 32)["source"]
     np.testing.assert_allclose(model.predict(x, verbose=0), model.converter(x).numpy(), atol=1e-6)
+
+
+def trained_model(steps=3, **changes):
+    keras.utils.set_random_seed(4)
+    model = PLDT(PLDTConfig(**{**TINY, **changes}))
+    model.compile()
+    if steps:
+        model.fit(toy_dataset(32, 32, 16), steps_per_epoch=steps, epochs=1, verbose=0)
+    return model
+
+
+def top_singular_value(kernel):
+    return float(np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0])
+
+
+def test_spectral_norm_bounds_the_discriminator_largest_singular_value():
+    model = trained_model(steps=20, spectral_norm=True)
+    d_r = model.real_fake_discriminator
+    x = toy_arrays(16, 32)["target"]
+    for _ in range(20):  # power iterations run in training calls
+        d_r(x, training=True)
+    wrapped = [la for la in d_r.layers if isinstance(la, keras.layers.SpectralNormalization)]
+    sigmas = [top_singular_value(la.layer.kernel.numpy()) for la in wrapped]
+    assert all(abs(s - 1.0) < 0.15 for s in sigmas), sigmas
+    plain = trained_model(steps=0).real_fake_discriminator.get_layer("conv3").kernel.numpy()
+    assert top_singular_value(plain) < 0.8  # N(0, 0.02) kernels are far from 1
+
+
+def test_ema_weights_differ_and_converge_with_decay_to_zero():
+    slow = trained_model(ema_decay=0.9)
+    raw, ema = slow.converter.get_weights(), slow.ema_converter().get_weights()
+    assert max(np.abs(a - b).max() for a, b in zip(raw, ema, strict=True)) > 1e-4
+    fast = trained_model(ema_decay=1e-12)
+    for a, b in zip(fast.converter.get_weights(), fast.ema_converter().get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert trained_model(steps=0).ema_converter() is not None
+
+
+def converter_loss_of(model, batch):
+    generated = model.converter(batch["source"], training=False)
+    return float(model._converter_objective(batch["source"], batch["target"], generated, False))
+
+
+@pytest.mark.parametrize(
+    "switch", [{"reconstruction_weight": 10.0}, {"feature_matching_weight": 5.0}]
+)
+def test_converter_terms_add_to_the_loss(switch):
+    batch = one_batch()
+    base = trained_model(steps=0)
+    extra = trained_model(steps=0, **switch)
+    extra.set_weights(base.get_weights()) if not switch.get("feature_matching_weight") else None
+    if switch.get("feature_matching_weight"):
+        for name in base.networks:
+            extra.networks[name].set_weights(base.networks[name].get_weights())
+    assert converter_loss_of(extra, batch) > converter_loss_of(base, batch) + 1e-3
+
+
+def test_r1_penalty_raises_the_discriminator_loss():
+    batch = one_batch()
+    base = trained_model(steps=0)
+    r1 = trained_model(steps=0, r1_weight=10.0)
+    r1.real_fake_discriminator.set_weights(base.real_fake_discriminator.get_weights())
+    args = (batch["target"], batch["source"])
+    assert float(r1._real_fake_terms(*args, True)[0]) > float(base._real_fake_terms(*args, True)[0])
+
+
+def test_discriminator_dropout_and_two_timescales():
+    model = trained_model(steps=1, discriminator_dropout=0.3, discriminator_lr_multiplier=4.0)
+    x = toy_arrays(8, 32)["target"]
+    d_r = model.real_fake_discriminator
+    assert not np.allclose(d_r(x, training=True).numpy(), d_r(x, training=True).numpy())
+    lr = lambda opt: float(keras.ops.convert_to_numpy(opt.learning_rate))  # noqa: E731
+    assert lr(model.real_fake_optimizer) == pytest.approx(4 * lr(model.converter_optimizer))
+
+
+@pytest.mark.parametrize("loss", ["hinge", "lsgan"])
+def test_alternative_adversarial_losses_train(loss):
+    model = trained_model(steps=3, adversarial_loss=loss, diff_augment="translation,cutout")
+    logs = model.evaluate(toy_dataset(32, 32, 16, repeat=False), verbose=0, return_dict=True)
+    assert all(np.isfinite(v) for v in logs.values())
