@@ -1,0 +1,387 @@
+"""Images/s of one PLDT training step (Algorithm 1) against the PyTorch reference, side by side.
+
+    python benchmarks/train_step.py [--widths 32,128] [--batch 32] [--size 64] [--steps 3]
+                                    [--rounds 2] [--precision float32|bfloat16] [--jit-compile]
+                                    [--threads N] [--curve STEPS]
+
+For each width, two persistent worker processes are started and warmed up (tracing, first
+step): ours (`PLDT.train_step` through `model.fit` on a cached, repeated, prefetched tf.data of
+random tensors in [-1, 1]) and the reference (the step of `shared/bench/torch_pldt.py`, its
+networks imported from that file, the step copied verbatim), both with the same thread count.
+Then they are timed alternately, `--rounds` times `--steps` steps each (ours, ref, ours, ref,
+...), so machine noise hits both alike; the best round of each is reported (the median too).
+
+Printed per width: images/s of each and the ratio ours/reference; the step's FLOPs (analytic,
+from the layer shapes: 3x forward for every forward+backward pass the step makes) and the
+achieved GFLOP/s and fraction of the machine's fp32 peak; the peak RSS of each worker.
+Results are merged into `benchmarks/results/train_step.json` (keyed by precision and width),
+with the machine description.
+
+`--curve STEPS` instead trains the converter on the toy transfer problem of `tests/toy.py` for
+STEPS steps in float32 and in the `--precision` policy from the same initial weights and prints
+both RMSE curves (does it still learn in bfloat16?).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "bench" / "torch_pldt.py"
+RESULTS = ROOT / "benchmarks" / "results" / "train_step.json"
+FMA_UNITS_PER_CORE = 2  # assumption: two FMA pipes per core (Zen 3, Skylake-SP/Ice Lake server)
+
+
+# ---------------------------------------------------------------------------- machine and FLOPs
+def machine() -> dict:
+    """CPU model, cores, clock, vector width and the fp32 peak derived from them."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    field = lambda key: (re.findall(rf"^{key}\s*:\s*(.*)$", info, re.M) or [""])[0]  # noqa: E731
+    flags = set(field("flags").split())
+    mhz = None
+    try:
+        mhz = int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) / 1e3
+    except (OSError, ValueError):
+        pass
+    if not mhz:
+        mhz = float(field("cpu MHz") or 0.0)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags or "avx" in flags else 4
+    peak = cores * mhz * 1e6 * lanes * FMA_UNITS_PER_CORE * 2 / 1e9  # 2 flops per FMA
+    return {
+        "cpu": field("model name") or platform.processor(),
+        "cores": cores,
+        "clock_mhz": round(mhz, 1),
+        "fp32_lanes": lanes,
+        "fma_units_per_core_assumed": FMA_UNITS_PER_CORE,
+        "avx512f": "avx512f" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "fp32_peak_gflops": round(peak, 1),
+        "python": platform.python_version(),
+    }
+
+
+def _conv_macs(out_hw: int, out_c: int, k: int, in_c: int) -> int:
+    return out_hw * out_hw * out_c * k * k * in_c
+
+
+def network_macs(width: int, size: int, code: int = 64) -> dict[str, int]:
+    """Forward multiply-accumulates per image of the converter, D_R and D_A (Table 1)."""
+    from keras_pldt.networks import stage_widths
+
+    widths = stage_widths(size, width)
+
+    def stack(in_c):
+        macs, hw, c = 0, size, in_c
+        for f in widths:
+            hw //= 2
+            macs += _conv_macs(hw, f, 5, c)
+            c = f
+        return macs, c
+
+    enc, c = stack(3)
+    enc += 16 * c * code  # 4x4 valid conv to the code
+    dec, hw = code * 16 * widths[-1], 4  # projection to 4x4x(8b)
+    chans = list(reversed(widths[:-1])) + [3]
+    c = widths[-1]
+    for f in chans:  # transposed conv: each input pixel scatters k*k*f outputs
+        dec += _conv_macs(hw, c, 5, f)
+        hw, c = hw * 2, f
+    d_r, c = stack(3)
+    d_a, _ = stack(6)
+    d_r += 16 * c
+    d_a += 16 * c
+    return {"converter": enc + dec, "real_fake": d_r, "domain": d_a}
+
+
+def step_flops(width: int, size: int, batch: int) -> float:
+    """FLOPs of one train step: every network pass as 3x its forward (forward + backward).
+
+    Converter fwd+bwd; D_R on real and fake (its update) and on fake again (converter's update);
+    D_A on 3 pairings (its update) and on the generated pair again (converter's update).
+    """
+    m = network_macs(width, size)
+    passes = m["converter"] + 3 * m["real_fake"] + 4 * m["domain"]
+    return 2.0 * 3.0 * passes * batch
+
+
+# ---------------------------------------------------------------------------- workers
+def _set_threads(n: int) -> None:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def _ours(args):
+    """A warmed-up `run(n)` timing n steps of `model.fit` on a cached random tf.data."""
+    _set_threads(args.threads)
+    import keras
+    import tensorflow as tf
+
+    from keras_pldt.config import PLDTConfig
+    from keras_pldt.model import PLDT
+
+    keras.mixed_precision.set_global_policy(
+        "mixed_bfloat16" if args.precision == "bfloat16" else "float32"
+    )
+    keras.utils.set_random_seed(0)
+    cfg = PLDTConfig(
+        image_size=args.size,
+        base_filters=args.width,
+        batch_size=args.batch,
+        precision=args.precision,
+        jit_compile=args.jit_compile,
+    )
+    model = PLDT(cfg)
+    model.compile()
+    shape = (args.batch, args.size, args.size, 3)
+    rand = lambda: tf.random.uniform(shape, -1.0, 1.0, seed=None)  # noqa: E731
+    batch = {"source": rand(), "target": rand(), "unassociated": rand()}
+    ds = tf.data.Dataset.from_tensors(batch).cache().repeat().prefetch(2)
+    model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace + warm up
+
+    def run(n):
+        t = time.perf_counter()
+        model.fit(ds, steps_per_epoch=n, epochs=1, verbose=0)
+        return time.perf_counter() - t
+
+    return run
+
+
+def _reference(args):
+    """The reference's step (copied from torch_pldt.py) on its own networks, warmed up."""
+    import importlib.util
+
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(args.threads)
+    spec = importlib.util.spec_from_file_location("torch_pldt", REFERENCE)
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    torch.manual_seed(0)
+    conv = nn.Sequential(ref.encoder(3, 64, args.width, True), ref.decoder(args.width))
+    dr, da = ref.encoder(3, 1, args.width, False), ref.encoder(6, 1, args.width, False)
+    opt = lambda m: torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999))  # noqa: E731
+    oc, orr, oa = opt(conv), opt(dr), opt(da)
+    bce = nn.BCEWithLogitsLoss()
+    B, S = args.batch, args.size
+    src, tgt, neg = (torch.rand(B, 3, S, S) * 2 - 1 for _ in range(3))
+    ones, zeros = torch.ones(B, 1), torch.zeros(B, 1)
+
+    def step():  # verbatim from torch_pldt.py
+        fake = conv(src)
+        orr.zero_grad()
+        lr = bce(dr(tgt), ones) + bce(dr(fake.detach()), zeros)
+        lr.backward()
+        orr.step()
+        oa.zero_grad()
+        la = (
+            bce(da(torch.cat([src, tgt], 1)), ones)
+            + bce(da(torch.cat([src, neg], 1)), zeros)
+            + bce(da(torch.cat([src, fake.detach()], 1)), zeros)
+        )
+        la.backward()
+        oa.step()
+        oc.zero_grad()
+        lg = 0.5 * bce(dr(fake), ones) + 0.5 * bce(da(torch.cat([src, fake], 1)), ones)
+        lg.backward()
+        oc.step()
+        return lr.item(), la.item(), lg.item()
+
+    step()
+
+    def run(n):
+        t = time.perf_counter()
+        for _ in range(n):
+            step()
+        return time.perf_counter() - t
+
+    return run
+
+
+def worker(args) -> None:
+    """Line protocol on stdin/stdout: 'run N' -> 'time S'; 'quit' -> 'rss_mb M'."""
+    run = _ours(args) if args.worker == "ours" else _reference(args)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd and cmd[0] == "run":
+            print(f"time {run(int(cmd[1])):.6f}", flush=True)
+        elif cmd and cmd[0] == "quit":
+            break
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"rss_mb {rss:.1f}", flush=True)
+
+
+class Worker:
+    def __init__(self, kind: str, args, width: int):
+        cmd = [sys.executable, __file__, "--worker", kind, "--width", str(width)]
+        cmd += ["--batch", str(args.batch), "--size", str(args.size)]
+        cmd += ["--threads", str(args.threads), "--precision", args.precision]
+        cmd += ["--jit-compile"] if args.jit_compile else []
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._expect("ready")
+
+    def _expect(self, word: str) -> str:
+        for line in self.p.stdout:
+            if line.startswith(word):
+                return line.split()[1] if len(line.split()) > 1 else ""
+        raise RuntimeError(f"worker exited with {self.p.wait()} before '{word}'")
+
+    def run(self, n: int) -> float:
+        self.p.stdin.write(f"run {n}\n")
+        self.p.stdin.flush()
+        return float(self._expect("time"))
+
+    def close(self) -> float:
+        self.p.stdin.write("quit\n")
+        self.p.stdin.flush()
+        rss = float(self._expect("rss_mb"))
+        self.p.wait()
+        return rss
+
+
+# ---------------------------------------------------------------------------- comparisons
+def bench_width(args, width: int, mach: dict) -> dict:
+    ours = Worker("ours", args, width)
+    ref = Worker("torch", args, width)
+    t_ours, t_ref = [], []
+    for _ in range(args.rounds):
+        t_ours.append(ours.run(args.steps) / args.steps)
+        t_ref.append(ref.run(args.steps) / args.steps)
+    rss_ours, rss_ref = ours.close(), ref.close()
+    flops = step_flops(width, args.size, args.batch)
+    best_o, best_r = min(t_ours), min(t_ref)
+    ips_o, ips_r = args.batch / best_o, args.batch / best_r
+    gf_o, gf_r = flops / best_o / 1e9, flops / best_r / 1e9
+    peak = mach["fp32_peak_gflops"]
+    row = {
+        "width": width,
+        "batch": args.batch,
+        "image_size": args.size,
+        "precision": args.precision,
+        "jit_compile": args.jit_compile,
+        "threads": args.threads,
+        "steps_per_round": args.steps,
+        "rounds": args.rounds,
+        "step_gflop": round(flops / 1e9, 2),
+        "ours_step_s": [round(t, 4) for t in t_ours],
+        "reference_step_s": [round(t, 4) for t in t_ref],
+        "ours_images_per_s": round(ips_o, 3),
+        "reference_images_per_s": round(ips_r, 3),
+        "ratio_best": round(ips_o / ips_r, 3),
+        "ratio_median": round(statistics.median(t_ref) / statistics.median(t_ours), 3),
+        "ours_gflops": round(gf_o, 1),
+        "reference_gflops": round(gf_r, 1),
+        "ours_fraction_of_fp32_peak": round(gf_o / peak, 3),
+        "reference_fraction_of_fp32_peak": round(gf_r / peak, 3),
+        "ours_peak_rss_mb": rss_ours,
+        "reference_peak_rss_mb": rss_ref,
+    }
+    print(
+        f"width {width:4d} B={args.batch} {args.size}px {args.precision:8s} "
+        f"ours {ips_o:7.2f} img/s  ref(fp32 torch) {ips_r:7.2f} img/s  "
+        f"ratio {row['ratio_best']:.3f} (median {row['ratio_median']:.3f})\n"
+        f"    step {flops / 1e9:.1f} GFLOP: ours {gf_o:.1f} GFLOP/s = {gf_o / peak:.1%} of peak, "
+        f"ref {gf_r:.1f} GFLOP/s = {gf_r / peak:.1%}; peak RSS ours {rss_ours:.0f} MB, "
+        f"ref {rss_ref:.0f} MB\n    ours step_s {row['ours_step_s']}  ref step_s "
+        f"{row['reference_step_s']}",
+        flush=True,
+    )
+    return row
+
+
+def curve(args) -> dict:
+    """RMSE curves of float32 and the --precision policy on the toy problem, same init."""
+    _set_threads(args.threads)
+    sys.path.insert(0, str(ROOT / "tests"))
+    import keras
+    import numpy as np
+    from toy import toy_dataset
+
+    from keras_pldt.config import PLDTConfig
+    from keras_pldt.model import PLDT
+
+    curves = {}
+    for precision in ("float32", args.precision):
+        keras.mixed_precision.set_global_policy(
+            "mixed_bfloat16" if precision == "bfloat16" else "float32"
+        )
+        keras.utils.set_random_seed(0)
+        cfg = PLDTConfig(image_size=32, base_filters=16, batch_size=16, precision=precision)
+        model = PLDT(cfg)
+        model.compile()
+        hist = model.fit(
+            toy_dataset(256, 32, 16, seed=0), steps_per_epoch=args.curve // 10, epochs=10, verbose=0
+        )
+        curves[precision] = [round(float(v), 4) for v in hist.history["rmse"]]
+        keras.backend.clear_session()
+        _ = np
+    keras.mixed_precision.set_global_policy("float32")
+    print(f"toy problem, rmse per {args.curve // 10} steps (epoch means):")
+    for name, values in curves.items():
+        print(f"  {name:9s} " + " ".join(f"{v:.3f}" for v in values))
+    return {"steps": args.curve, "rmse_per_epoch": curves}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--widths", default="32,128")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per round")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating timing rounds")
+    ap.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    ap.add_argument("--jit-compile", action="store_true", help="XLA (slow on CPU, not default)")
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--curve", type=int, default=0, help="toy-problem RMSE curves, STEPS")
+    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
+    ap.add_argument("--width", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return worker(args)
+
+    mach = machine()
+    print(
+        f"machine: {mach['cpu']}, {mach['cores']} cores @ {mach['clock_mhz']:.0f} MHz, "
+        f"{mach['fp32_lanes']} fp32 lanes ({'AVX-512' if mach['avx512f'] else 'AVX2'}), "
+        f"{FMA_UNITS_PER_CORE} FMA units/core (assumed) -> fp32 peak "
+        f"{mach['fp32_peak_gflops']:.1f} GFLOP/s; avx512_bf16={mach['avx512_bf16']}; "
+        f"threads {args.threads} (TF intra-op and torch)",
+        flush=True,
+    )
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results["machine"] = mach
+    runs = results.setdefault("runs", {})
+    if args.curve:
+        results["curve_" + args.precision] = curve(args)
+    else:
+        for width in [int(w) for w in args.widths.split(",") if w]:
+            key = f"{args.precision}{'-xla' if args.jit_compile else ''}/width{width}"
+            runs[key] = bench_width(args, width, mach)
+            runs[key]["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
