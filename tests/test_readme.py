@@ -7,6 +7,7 @@
 * The ```python API block runs verbatim at a tiny setting: ``keras_pldt.config.get_preset`` and
   ``keras_pldt.data.build_pipelines`` are wrapped so the preset gets a 32 px, width-4 network and
   the embedded synthetic set is a 12-product one (nothing else of the snippet changes).
+* every `keras_pldt.module.name` that docs/architecture.md names exists.
 * docs/cli.md is the ``--help`` of every command; regenerate it with
   ``python tests/test_readme.py --write-cli-docs``.
 """
@@ -180,6 +181,37 @@ def test_readme_python_api_runs(monkeypatch, tmp_path):
         products = namespace["products"]
         assert products.shape[1:] == (32, 32, 3)
         assert abs(products).max() <= 1.0
+
+
+# ----------------------------------------------------------------------------- docs/architecture.md
+def resolve(dotted: str):
+    """The object named `keras_pldt.module.attr[.attr]`: longest importable module, then attrs."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(dotted)
+
+
+def test_architecture_doc_names_exist():
+    """Every `keras_pldt.x.y` named in docs/architecture.md imports (functions, classes)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    refs = sorted(set(re.findall(r"`(keras_pldt(?:\.\w+)+)`", text)))
+    assert len(refs) > 30
+    missing = []
+    for ref in refs:
+        try:
+            resolve(ref)
+        except (ImportError, AttributeError):
+            missing.append(ref)
+    assert not missing, f"docs/architecture.md names what does not exist: {missing}"
+    for eq in ("Eq. 2", "Eq. 5", "Eq. 6", "Algorithm 1", "Table 1", "Sec. 5.2", "Table 3"):
+        assert eq in text
 
 
 # ----------------------------------------------------------------------------- docs/cli.md
