@@ -26,6 +26,7 @@ TINY = {
     "PLDT_BATCH_SIZE": "8",
     "PLDT_PRODUCTS": "12",
     "PLDT_SOURCES": "3",
+    "PLDT_VARIANTS": "rf+dd,mse",  # paper_experiment: two of the Table 3 methods
 }
 
 
