@@ -24,6 +24,7 @@ from keras_pldt import losses
 from keras_pldt.augment import diff_augment
 from keras_pldt.config import PLDTConfig
 from keras_pldt.networks import (
+    batch_norm_groups,
     build_converter,
     build_domain_discriminator,
     build_real_fake_discriminator,
@@ -87,6 +88,7 @@ class PLDT(keras.Model):
         self.real_fake_optimizer = None
         self.domain_optimizer = None
         self._checked_shapes = False
+        self._fuse = None
         self.built = True
 
     # ------------------------------------------------------------------ Keras plumbing
@@ -249,7 +251,7 @@ class PLDT(keras.Model):
     # ------------------------------------------------------------------ Algorithm 1
     def _pair(self, source, target):
         """D_A's input: source and target stacked on channels (Table 1a, 6 channels)."""
-        return tf.concat([source, target], axis=-1)
+        return tf.concat([source, tf.cast(target, source.dtype)], axis=-1)
 
     @staticmethod
     def _for_gradient(optimizer, loss):
@@ -270,12 +272,42 @@ class PLDT(keras.Model):
             return diff_augment(images, self.config.diff_augment)
         return images
 
+    @property
+    def fuse_discriminator_calls(self) -> bool:
+        """Whether a discriminator's inputs of one update go through it as one batch.
+
+        The sub-batches are stacked on the batch axis and batch norm normalises each apart
+        (`batch_norm_groups`), so the losses, gradients and moving statistics are those of
+        separate calls in order (the paper's math), with fewer, larger convolutions. Off with
+        spectral norm (one power iteration per call) and synchronised multi-replica batch norm.
+        """
+        if self._fuse is None:
+            return (
+                not self.config.spectral_norm
+                and tf.distribute.get_strategy().num_replicas_in_sync == 1
+            )
+        return self._fuse
+
+    @fuse_discriminator_calls.setter
+    def fuse_discriminator_calls(self, value: bool | None) -> None:
+        self._fuse = value
+
+    def _discriminate(self, discriminator, inputs, training: bool):
+        """Logits of `discriminator` for each batch in `inputs`, as separate calls would give."""
+        if len(inputs) == 1 or not self.fuse_discriminator_calls:
+            return [discriminator(x, training=training) for x in inputs]
+        with batch_norm_groups(discriminator, len(inputs)):
+            stacked = tf.concat([tf.cast(x, discriminator.compute_dtype) for x in inputs], 0)
+            logits = discriminator(stacked, training=training)
+        return tf.split(logits, len(inputs), axis=0)
+
     def _real_fake_terms(self, target, generated, training: bool):
         """Eq. 2 on one batch: (D_R loss, D_R accuracy) for real targets and generated images."""
         d_r, kind = self.real_fake_discriminator, self.config.adversarial_loss
         real_in = self._augment(target, training)
-        real = d_r(real_in, training=training)
-        fake = d_r(self._augment(generated, training), training=training)
+        real, fake = self._discriminate(
+            d_r, [real_in, self._augment(generated, training)], training
+        )
         accuracy = 0.5 * (losses.accuracy(real, True) + losses.accuracy(fake, False))
         loss = losses.real_fake_loss(real, fake, kind)
         if training and self.config.r1_weight:
@@ -287,11 +319,11 @@ class PLDT(keras.Model):
         d_a, kind = self.domain_discriminator, self.config.adversarial_loss
         pair = lambda image: self._augment(self._pair(source, image), training)  # noqa: E731
         associated_in = pair(target)
-        associated = d_a(associated_in, training=training)
-        negative = None
+        inputs = [associated_in, pair(generated)]
         if self.config.variant == "rf+dd" and unassociated is not None:
-            negative = d_a(pair(unassociated), training=training)
-        fake = d_a(pair(generated), training=training)
+            inputs.insert(1, pair(unassociated))
+        associated, *negative, fake = self._discriminate(d_a, inputs, training)
+        negative = negative[0] if negative else None
         hits = [losses.accuracy(associated, True), losses.accuracy(fake, False)]
         if negative is not None:
             hits.append(losses.accuracy(negative, False))

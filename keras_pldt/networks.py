@@ -17,6 +17,7 @@ stage widths are `stage_widths(size, base)`, e.g. 128 px -> [b, b, 2b, 4b, 8b].
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -38,11 +39,76 @@ def _init(config: PLDTConfig):
     return keras.initializers.RandomNormal(0.0, config.init_stddev)
 
 
+@keras.saving.register_keras_serializable(package="keras_pldt")
+class GroupedBatchNormalization(layers.BatchNormalization):
+    """Batch norm that can normalise a batch made of `groups` stacked sub-batches separately.
+
+    With `groups = G` (set by `batch_norm_groups`, default 1 = plain batch norm), a training
+    call on [G * B, ...] computes the statistics of each consecutive [B, ...] slice on its own and
+    updates the moving statistics once per slice, in order: exactly what G separate calls on
+    the slices would compute ("ghost" batch norm), in one batched call. Inference is unchanged.
+    """
+
+    groups = 1
+
+    def call(self, inputs, training=None, mask=None):
+        groups = self.groups
+        if (
+            groups == 1
+            or not training
+            or not self.trainable
+            or mask is not None
+            or self.renorm
+            or self.synchronized
+            or self.axis not in (-1, len(inputs.shape) - 1)
+        ):
+            return super().call(inputs, training=training, mask=mask)
+        x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        channels = x.shape[-1]
+        grouped = tf.reshape(x, [groups, -1, *x.shape[1:]])
+        axes = list(range(1, len(grouped.shape) - 1))
+        mean, variance = keras.ops.moments(grouped, axes=axes, keepdims=True)
+        moving_mean = tf.cast(self.moving_mean, x.dtype)
+        moving_variance = tf.cast(self.moving_variance, x.dtype)
+        flat_mean = tf.reshape(mean, [groups, channels])
+        flat_variance = tf.reshape(variance, [groups, channels])
+        for g in range(groups):  # the sequential updates of G separate calls
+            moving_mean = moving_mean * self.momentum + flat_mean[g] * (1.0 - self.momentum)
+            moving_variance = moving_variance * self.momentum + flat_variance[g] * (
+                1.0 - self.momentum
+            )
+        self.moving_mean.assign(moving_mean)
+        self.moving_variance.assign(moving_variance)
+        gamma = tf.cast(self.gamma, x.dtype) if self.scale else None
+        beta = tf.cast(self.beta, x.dtype) if self.center else None
+        out = tf.nn.batch_normalization(grouped, mean, variance, beta, gamma, self.epsilon)
+        return tf.cast(tf.reshape(out, tf.shape(x)), self.compute_dtype)
+
+
+@contextlib.contextmanager
+def batch_norm_groups(model: keras.Model, groups: int):
+    """Within the block, training calls of `model` normalise `groups` equal sub-batches apart.
+
+    `model(tf.concat([a, b, c], 0), training=True)` under `batch_norm_groups(model, 3)` gives the
+    outputs, gradients and moving statistics of `model(a)`, `model(b)`, `model(c)` in turn.
+    """
+    norms = [
+        layer for layer in model._flatten_layers() if isinstance(layer, GroupedBatchNormalization)
+    ]
+    for layer in norms:
+        layer.groups = groups
+    try:
+        yield
+    finally:
+        for layer in norms:
+            layer.groups = 1
+
+
 def _batch_norm(config: PLDTConfig, name: str):
     # PyTorch/DCGAN statistics (momentum 0.1 there is 0.9 here); gamma ~ N(1, 0.02) as in DCGAN.
     # Under tf.distribute with several replicas, statistics are synchronised across replicas so
     # that training matches one device with the same global batch.
-    return layers.BatchNormalization(
+    return GroupedBatchNormalization(
         momentum=0.9,
         synchronized=tf.distribute.get_strategy().num_replicas_in_sync > 1,
         epsilon=1e-5,
