@@ -67,7 +67,6 @@ def execute(name: str, workdir: Path, monkeypatch, extra: dict[str, str] | None 
     monkeypatch.setenv("KERAS_PLDT_HOME", str(workdir / "cache"))
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
