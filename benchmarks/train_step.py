@@ -148,12 +148,14 @@ def _ours(args):
         jit_compile=args.jit_compile,
     )
     model = PLDT(cfg)
+    if args.separate_calls:
+        model.fuse_discriminator_calls = False
     model.compile()
     shape = (args.batch, args.size, args.size, 3)
     rand = lambda: tf.random.uniform(shape, -1.0, 1.0, seed=None)  # noqa: E731
     batch = {"source": rand(), "target": rand(), "unassociated": rand()}
     ds = tf.data.Dataset.from_tensors(batch).cache().repeat().prefetch(2)
-    model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace + warm up
+    model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)  # trace + warm up
 
     def run(n):
         t = time.perf_counter()
@@ -235,6 +237,7 @@ class Worker:
         cmd += ["--batch", str(args.batch), "--size", str(args.size)]
         cmd += ["--threads", str(args.threads), "--precision", args.precision]
         cmd += ["--jit-compile"] if args.jit_compile else []
+        cmd += ["--separate-calls"] if args.separate_calls else []
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._expect("ready")
 
@@ -277,6 +280,7 @@ def bench_width(args, width: int, mach: dict) -> dict:
         "image_size": args.size,
         "precision": args.precision,
         "jit_compile": args.jit_compile,
+        "fused_discriminator_calls": not args.separate_calls,
         "threads": args.threads,
         "steps_per_round": args.steps,
         "rounds": args.rounds,
@@ -349,6 +353,9 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=2, help="alternating timing rounds")
     ap.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
     ap.add_argument("--jit-compile", action="store_true", help="XLA (slow on CPU, not default)")
+    ap.add_argument(
+        "--separate-calls", action="store_true", help="ours without fused D calls (A/B)"
+    )
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--curve", type=int, default=0, help="toy-problem RMSE curves, STEPS")
     ap.add_argument("--out", default=str(RESULTS))
@@ -375,7 +382,8 @@ def main(argv=None) -> None:
         results["curve_" + args.precision] = curve(args)
     else:
         for width in [int(w) for w in args.widths.split(",") if w]:
-            key = f"{args.precision}{'-xla' if args.jit_compile else ''}/width{width}"
+            key = args.precision + ("-xla" if args.jit_compile else "")
+            key += ("-separate" if args.separate_calls else "") + f"/width{width}"
             runs[key] = bench_width(args, width, mach)
             runs[key]["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     out.parent.mkdir(parents=True, exist_ok=True)
