@@ -1,0 +1,322 @@
+"""Metrics of Table 3 (RMSE, C-SSIM) and automatic stand-ins for the user study.
+
+Conventions. The numpy functions take images as float arrays ``[N, S, S, 3]`` in **[0, 1]**
+(the units of Table 3: "all values normalized to [0, 1]"); use :func:`to_unit` for model-range
+images in [-1, 1] and :func:`uint8_to_unit` for uint8. The Keras metrics (:class:`RMSE`,
+:class:`CSSIM`) take ``(y_true, y_pred)`` in [-1, 1] (the model's range) by default, so they
+work in ``converter.compile(metrics=[RMSE(), CSSIM()])`` / ``converter.evaluate(src, tgt)``.
+
+* **RMSE**: per image ``sqrt(mean((g - t)^2))`` over pixels and channels, then averaged over
+  images (Table 3, right).
+* **C-SSIM**: ``tf.image.ssim`` with ``max_val=1``, a Gaussian window of ``filter_size=11``
+  (clamped to the image side for images smaller than 11 px), ``filter_sigma=1.5``, ``k1=0.01``,
+  ``k2=0.03``. ``tf.image.ssim`` computes SSIM per channel and averages the channels, which is
+  exactly the paper's "colour version of SSIM by averaging SSIMs for each channel". At 32 px an
+  11-px window leaves a 22 x 22 valid map, still enough; we keep 11 at every size so numbers are
+  comparable across image sizes.
+* **Relevance** (stand-in for the user study's Att/Cat): rank the test products by distance of
+  their target images to a generated image (L2 in pixel space, or 1 - C-SSIM); top-k accuracy of
+  the true product, next to chance ``k / P``.
+* **Sharpness**: mean gradient energy (squared finite differences of the grey image) of the
+  generated images divided by that of the ground-truth targets (1.0 = as sharp as real).
+* **Synthetic attributes** (:func:`colour_predictions`, :func:`category_predictions`): the
+  dominant garment colour (nearest palette colour, votes over garment pixels) and the category
+  whose silhouette template has the highest IoU with the garment mask.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+SSIM_SETTINGS = {"max_val": 1.0, "filter_size": 11, "filter_sigma": 1.5, "k1": 0.01, "k2": 0.03}
+"""The documented settings of C-SSIM (Wang et al. 2004 defaults; max_val 1 for [0, 1] images)."""
+
+GARMENT_THRESHOLD = 0.25
+"""A pixel belongs to the garment when some channel is this far below white (in [0, 1])."""
+
+
+# ----------------------------------------------------------------------------- conversions
+def to_unit(images) -> np.ndarray:
+    """Model-range images in [-1, 1] -> float32 in [0, 1] (clipped)."""
+    return np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
+
+
+def uint8_to_unit(images) -> np.ndarray:
+    return np.asarray(images, np.float32) / 255.0
+
+
+def _batch(images) -> np.ndarray:
+    x = np.asarray(images, np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"expected images [N, H, W, 3] in [0, 1], got shape {x.shape}")
+    return x
+
+
+def _filter_size(images: np.ndarray | tf.Tensor, filter_size: int) -> int:
+    side = min(int(images.shape[-3]), int(images.shape[-2]))
+    return max(1, min(int(filter_size), side))
+
+
+# ----------------------------------------------------------------------------- Table 3
+def rmse_per_image(generated, target) -> np.ndarray:
+    """float64 [N]: RMSE of each image pair, images in [0, 1]."""
+    g, t = _batch(generated), _batch(target)
+    return np.sqrt(np.mean((g.astype(np.float64) - t) ** 2, axis=(1, 2, 3)))
+
+
+def rmse(generated, target) -> float:
+    """Mean over images of the per-image RMSE (Table 3), images in [0, 1]."""
+    return float(np.mean(rmse_per_image(generated, target)))
+
+
+def _ssim_tf(a, b, filter_size: int = 11):
+    settings = {**SSIM_SETTINGS, "filter_size": _filter_size(a, filter_size)}
+    return tf.image.ssim(tf.cast(a, tf.float32), tf.cast(b, tf.float32), **settings)
+
+
+def cssim_per_image(generated, target, filter_size: int = 11, batch: int = 256) -> np.ndarray:
+    """float64 [N]: channel-averaged SSIM of each image pair (see module doc), images in [0, 1]."""
+    g, t = _batch(generated), _batch(target)
+    if g.shape != t.shape:
+        raise ValueError(f"shapes differ: {g.shape} vs {t.shape}")
+    out = [
+        _ssim_tf(g[i : i + batch], t[i : i + batch], filter_size).numpy()
+        for i in range(0, len(g), batch)
+    ]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def cssim(generated, target, filter_size: int = 11) -> float:
+    """Mean C-SSIM over images (Table 3), images in [0, 1]."""
+    return float(np.mean(cssim_per_image(generated, target, filter_size)))
+
+
+# ----------------------------------------------------------------------------- distances
+def pairwise_l2(queries, candidates) -> np.ndarray:
+    """float64 [N, M]: RMSE between every query and every candidate image (both in [0, 1])."""
+    q = _batch(queries).reshape(len(queries), -1).astype(np.float64)
+    c = _batch(candidates).reshape(len(candidates), -1).astype(np.float64)
+    d2 = (q**2).sum(1)[:, None] + (c**2).sum(1)[None, :] - 2.0 * q @ c.T
+    return np.sqrt(np.maximum(d2, 0.0) / q.shape[1])
+
+
+def _gaussian_matrix(size: int, filter_size: int, sigma: float) -> np.ndarray:
+    """[size - f + 1, size]: the 'valid' 1-D Gaussian filter of tf.image.ssim as a matrix."""
+    f = _filter_size(np.zeros((size, size, 3)), filter_size)
+    x = np.arange(f, dtype=np.float64) - (f - 1) / 2.0
+    g = np.exp(-(x**2) / (2.0 * sigma**2))
+    g /= g.sum()
+    a = np.zeros((size - f + 1, size))
+    for i in range(size - f + 1):
+        a[i, i : i + f] = g
+    return a
+
+
+def _ssim_parts(filter_size: int, h: int, w: int):
+    ah = _gaussian_matrix(h, filter_size, SSIM_SETTINGS["filter_sigma"]).astype(np.float32)
+    aw = _gaussian_matrix(w, filter_size, SSIM_SETTINGS["filter_sigma"]).astype(np.float32)
+
+    def blur(z):  # [N, H, W, C] -> [N, C, H', W']
+        return ah @ np.moveaxis(np.asarray(z, np.float32), -1, 1) @ aw.T
+
+    c1 = (SSIM_SETTINGS["k1"] * SSIM_SETTINGS["max_val"]) ** 2
+    c2 = (SSIM_SETTINGS["k2"] * SSIM_SETTINGS["max_val"]) ** 2
+    return blur, c1, c2
+
+
+def _ssim_from_stats(mx, my, exx, eyy, exy, c1, c2) -> np.ndarray:
+    num0, den0 = 2.0 * mx * my, mx**2 + my**2
+    lum = (num0 + c1) / (den0 + c1)
+    cs = (2.0 * exy - num0 + c2) / (exx + eyy - den0 + c2)
+    return (lum * cs).mean(axis=(2, 3)).mean(axis=1).astype(np.float64)
+
+
+def ssim_numpy(a, b, filter_size: int = 11) -> np.ndarray:
+    """Per-image C-SSIM in numpy, equal to ``tf.image.ssim`` with :data:`SSIM_SETTINGS` (to
+    float32 rounding); used for the many pairs of retrieval."""
+    x, y = _batch(a), _batch(b)
+    blur, c1, c2 = _ssim_parts(filter_size, *x.shape[1:3])
+    return _ssim_from_stats(blur(x), blur(y), blur(x * x), blur(y * y), blur(x * y), c1, c2)
+
+
+def pairwise_ssim_distance(queries, candidates, filter_size: int = 11, chunk: int = 256):
+    """float64 [N, M]: 1 - C-SSIM between every query and every candidate (both in [0, 1])."""
+    q, c = _batch(queries), _batch(candidates)
+    n, m = len(q), len(c)
+    blur, c1, c2 = _ssim_parts(filter_size, *q.shape[1:3])
+    mq, mc, eq, ec = blur(q), blur(c), blur(q * q), blur(c * c)
+    qi, ci = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
+    out = np.empty(n * m, np.float64)
+    for s in range(0, n * m, chunk):
+        i, j = qi[s : s + chunk], ci[s : s + chunk]
+        exy = blur(q[i] * c[j])
+        out[s : s + chunk] = _ssim_from_stats(mq[i], mc[j], eq[i], ec[j], exy, c1, c2)
+    return 1.0 - out.reshape(n, m)
+
+
+def product_distances(pair_dist: np.ndarray, candidate_product: np.ndarray, num_products: int):
+    """[N, M] distances to candidate images -> [N, P] distance to each product's nearest image."""
+    candidate_product = np.asarray(candidate_product)
+    out = np.full((pair_dist.shape[0], num_products), np.inf)
+    for p in range(num_products):
+        cols = candidate_product == p
+        if cols.any():
+            out[:, p] = pair_dist[:, cols].min(axis=1)
+    return out
+
+
+# ----------------------------------------------------------------------------- relevance
+def retrieval_topk(distances, true_index, k: int = 1) -> float:
+    """Fraction of rows of ``distances [N, P]`` whose ``true_index`` is among the k smallest.
+
+    Ties are broken pessimistically (a product tied with the true one counts as ranked ahead),
+    so constant outputs score at most chance, never 1.0 by accident.
+    """
+    d = np.asarray(distances, np.float64)
+    true_index = np.asarray(true_index)
+    if len(d) == 0:
+        return float("nan")
+    true_d = d[np.arange(len(d)), true_index]
+    ahead = (d <= true_d[:, None]).sum(axis=1) - 1  # other products at least as close
+    return float(np.mean(ahead < k))
+
+
+def chance_topk(num_products: int, k: int) -> float:
+    """Expected top-k accuracy of a random ranking of ``num_products`` products."""
+    return min(1.0, k / max(1, num_products))
+
+
+def retrieval_scores(generated, product, candidates, candidate_product, num_products, ks=(1, 5)):
+    """Top-k retrieval accuracy of the true product, in pixel (L2) and SSIM space, plus chance.
+
+    ``generated [N]`` in [0, 1] with true product index ``product [N]``; ``candidates [M]`` the
+    products' target images with ``candidate_product [M]``. A product's distance is that of its
+    nearest target image.
+    """
+    out = {}
+    for name, fn in (("l2", pairwise_l2), ("ssim", pairwise_ssim_distance)):
+        d = product_distances(fn(generated, candidates), candidate_product, num_products)
+        for k in ks:
+            out[f"top{k}_{name}"] = retrieval_topk(d, product, k)
+    for k in ks:
+        out[f"top{k}_chance"] = chance_topk(num_products, k)
+    return out
+
+
+# ----------------------------------------------------------------------------- sharpness
+def gradient_energy(images) -> float:
+    """Mean squared finite-difference gradient of the grey images (in [0, 1])."""
+    x = _batch(images).astype(np.float64).mean(axis=-1)
+    dx, dy = np.diff(x, axis=2), np.diff(x, axis=1)
+    return float((np.mean(dx**2) + np.mean(dy**2)) / 2.0)
+
+
+def sharpness_ratio(generated, target) -> float:
+    """Gradient energy of ``generated`` over that of ``target`` (1.0 = as sharp as the real)."""
+    ref = gradient_energy(target)
+    return float(gradient_energy(generated) / ref) if ref > 0 else float("nan")
+
+
+# ----------------------------------------------------------------------------- synthetic attributes
+def garment_mask(images, threshold: float = GARMENT_THRESHOLD) -> np.ndarray:
+    """bool [N, S, S]: pixels of a product photo (on white) that belong to the garment."""
+    return (1.0 - _batch(images)).max(axis=-1) > threshold
+
+
+def colour_predictions(images, palette: dict[str, tuple[int, int, int]]) -> list[str | None]:
+    """The dominant garment colour of each image (on white) as a ``palette`` name.
+
+    Each garment pixel votes for the nearest of the palette colours and their half-bright
+    shades (the synthetic patterns' secondary colour); a shade's vote counts for its colour.
+    ``None`` when an image has no garment pixel.
+    """
+    names = list(palette)
+    base = np.asarray([palette[n] for n in names], np.float64) / 255.0
+    refs = np.concatenate([base, np.floor(base * 255.0 * 0.5) / 255.0])
+    x = _batch(images).astype(np.float64)
+    masks = garment_mask(x)
+    out = []
+    for img, mask in zip(x, masks, strict=True):
+        pix = img[mask]
+        if len(pix) == 0:
+            out.append(None)
+            continue
+        nearest = ((pix[:, None, :] - refs[None]) ** 2).sum(-1).argmin(1) % len(names)
+        out.append(names[int(np.bincount(nearest, minlength=len(names)).argmax())])
+    return out
+
+
+def category_predictions(images, templates: dict[str, np.ndarray]) -> list[str]:
+    """The category whose silhouette (bool [S, S] template) has the highest IoU with the
+    image's garment mask."""
+    names = list(templates)
+    tm = np.stack([np.asarray(templates[n], bool) for n in names])  # [C, S, S]
+    masks = garment_mask(images)
+    inter = np.einsum("nhw,chw->nc", masks.astype(np.float64), tm.astype(np.float64))
+    union = masks.sum((1, 2))[:, None] + tm.sum((1, 2))[None, :] - inter
+    iou = inter / np.maximum(union, 1.0)
+    return [names[int(i)] for i in iou.argmax(1)]
+
+
+# ----------------------------------------------------------------------------- Keras metrics
+def _to_unit_tensor(x, value_range):
+    lo, hi = value_range
+    x = (tf.cast(x, tf.float32) - lo) / (hi - lo)
+    return tf.clip_by_value(x, 0.0, 1.0)
+
+
+@keras.saving.register_keras_serializable(package="keras_pldt")
+class RMSE(keras.metrics.Metric):
+    """Mean per-image RMSE in [0, 1] units (Table 3); inputs in ``value_range`` ([-1, 1])."""
+
+    def __init__(self, name="rmse01", value_range=(-1.0, 1.0), **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.value_range = tuple(value_range)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        t = _to_unit_tensor(y_true, self.value_range)
+        g = _to_unit_tensor(y_pred, self.value_range)
+        per = tf.sqrt(tf.reduce_mean(tf.square(g - t), axis=[1, 2, 3]))
+        self.total.assign_add(tf.reduce_sum(per))
+        self.count.assign_add(tf.cast(tf.shape(per)[0], tf.float32))
+
+    def result(self):
+        return tf.math.divide_no_nan(self.total, self.count)
+
+    def get_config(self):
+        return {**super().get_config(), "value_range": list(self.value_range)}
+
+
+@keras.saving.register_keras_serializable(package="keras_pldt")
+class CSSIM(keras.metrics.Metric):
+    """Mean channel-averaged SSIM (:data:`SSIM_SETTINGS`); inputs in ``value_range``."""
+
+    def __init__(self, name="c_ssim", value_range=(-1.0, 1.0), filter_size=11, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.value_range = tuple(value_range)
+        self.filter_size = int(filter_size)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        t = _to_unit_tensor(y_true, self.value_range)
+        g = _to_unit_tensor(y_pred, self.value_range)
+        per = _ssim_tf(g, t, self.filter_size)
+        self.total.assign_add(tf.reduce_sum(per))
+        self.count.assign_add(tf.cast(tf.shape(per)[0], tf.float32))
+
+    def result(self):
+        return tf.math.divide_no_nan(self.total, self.count)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "value_range": list(self.value_range),
+            "filter_size": self.filter_size,
+        }

@@ -1,0 +1,108 @@
+"""Metrics of Table 3 and the automatic user-study stand-ins on images with known answers."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_pldt import metrics as M
+from keras_pldt.datasets.synthetic import CATEGORIES, PALETTE, category_template, generate
+
+
+def _images(n=6, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    # smooth random images (a few blobs), so SSIM and gradients are meaningful
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    out = np.zeros((n, size, size, 3), np.float32)
+    for i in range(n):
+        for _ in range(4):
+            cx, cy, r = rng.random(3) * [1, 1, 0.3] + [0, 0, 0.05]
+            blob = ((xx - cx) ** 2 + (yy - cy) ** 2) < r**2
+            out[i][blob] = rng.random(3)
+    return out
+
+
+def test_identical_images_rmse_zero_ssim_one():
+    x = _images()
+    assert M.rmse(x, x) == pytest.approx(0.0, abs=1e-9)
+    assert M.cssim(x, x) == pytest.approx(1.0, abs=1e-5)
+    assert np.allclose(M.ssim_numpy(x, x), 1.0, atol=1e-5)
+
+
+def test_constant_offset_rmse():
+    x = _images() * 0.5
+    assert M.rmse(x + 0.1, x) == pytest.approx(0.1, abs=1e-6)
+    a, b = np.zeros((2, 16, 16, 3)), np.zeros((2, 16, 16, 3))
+    b[..., 0] = 0.3  # one channel off by 0.3 -> sqrt(0.09 / 3)
+    assert M.rmse(a, b) == pytest.approx(np.sqrt(0.03), abs=1e-6)
+    assert M.cssim(x + 0.1, x) < 1.0
+
+
+def test_numpy_ssim_matches_tf_and_ssim_orders_degradation():
+    x = _images(4)
+    rng = np.random.default_rng(1)
+    slight = np.clip(x + rng.normal(0, 0.02, x.shape), 0, 1)
+    heavy = np.clip(x + rng.normal(0, 0.3, x.shape), 0, 1)
+    assert np.allclose(M.ssim_numpy(x, heavy), M.cssim_per_image(x, heavy), atol=1e-4)
+    assert M.cssim(slight, x) > M.cssim(heavy, x)
+    d = M.pairwise_ssim_distance(x, heavy)
+    assert np.allclose(np.diag(d), 1.0 - M.cssim_per_image(x, heavy), atol=1e-4)
+
+
+def test_keras_metrics_in_model_evaluate():
+    x = _images(8) * 2.0 - 1.0  # model range
+    inp = keras.Input((32, 32, 3))
+    model = keras.Model(inp, keras.layers.Identity()(inp))
+    model.compile(loss="mse", metrics=[M.RMSE(), M.CSSIM()])
+    logs = model.evaluate(x, x, batch_size=4, verbose=0, return_dict=True)
+    assert logs["rmse01"] == pytest.approx(0.0, abs=1e-6)
+    assert logs["c_ssim"] == pytest.approx(1.0, abs=1e-4)
+    logs = model.evaluate(x, np.clip(x + 0.2, -1, 1), batch_size=4, verbose=0, return_dict=True)
+    expected = M.rmse(M.to_unit(x), M.to_unit(np.clip(x + 0.2, -1, 1)))
+    assert logs["rmse01"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_retrieval_perfect_and_chance():
+    rng = np.random.default_rng(0)
+    targets = _images(20, seed=3)
+    product = np.arange(20)
+    scores = M.retrieval_scores(targets, product, targets, product, 20)
+    assert scores["top1_l2"] == 1.0 and scores["top1_ssim"] == 1.0
+    assert scores["top5_chance"] == pytest.approx(0.25)
+    # random outputs: near chance (averaged over many queries)
+    queries = rng.random((200, 32, 32, 3)).astype(np.float32)
+    truth = rng.integers(0, 20, 200)
+    d = M.product_distances(M.pairwise_l2(queries, targets), product, 20)
+    assert abs(M.retrieval_topk(d, truth, 5) - 0.25) < 0.12
+    # constant outputs (all distances tied) never beat chance
+    assert M.retrieval_topk(np.zeros((10, 20)), np.zeros(10, int), 5) == 0.0
+
+
+def test_sharpness_ratio():
+    x = _images()
+    assert M.sharpness_ratio(x, x) == pytest.approx(1.0)
+    blurred = (x + np.roll(x, 1, 1) + np.roll(x, 1, 2) + np.roll(x, -1, 1) + np.roll(x, -1, 2)) / 5
+    assert M.sharpness_ratio(blurred, x) < 0.8
+
+
+def test_colour_and_category_on_ground_truth_products(tmp_path):
+    from PIL import Image
+
+    from keras_pldt.datasets.synthetic import read_attributes
+
+    root = generate(tmp_path / "syn", num_products=24, sources_per_product=1, image_size=32)
+    attrs = read_attributes(root)
+    pids = sorted(attrs)
+    images = np.stack(
+        [
+            np.asarray(Image.open(next(root.glob(f"PID{p}_CLEAN1_*.png"))), np.float32) / 255.0
+            for p in pids
+        ]
+    )
+    colours = M.colour_predictions(images, PALETTE)
+    templates = {c: category_template(c, 32) for c in CATEGORIES}
+    cats = M.category_predictions(images, templates)
+    colour_acc = np.mean([c == attrs[p]["colour"] for c, p in zip(colours, pids, strict=True)])
+    cat_acc = np.mean([c == attrs[p]["category"] for c, p in zip(cats, pids, strict=True)])
+    assert colour_acc >= 0.95 and cat_acc >= 0.95
+    # a white image has no garment; a blank prediction is never right
+    assert M.colour_predictions(np.ones((1, 32, 32, 3)), PALETTE) == [None]
