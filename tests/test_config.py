@@ -23,6 +23,18 @@ def test_json_round_trip(tmp_path):
     assert PLDTConfig.from_json(cfg.to_json()) == cfg
 
 
+def test_robust_preset_keeps_the_paper_and_adds_switches():
+    paper, robust = get_preset("paper").to_dict(), get_preset("robust").to_dict()
+    changed = {k for k in paper if paper[k] != robust[k]}
+    assert changed == {
+        "reconstruction_weight",
+        "spectral_norm",
+        "diff_augment",
+        "feature_matching_weight",
+    }
+    assert robust["variant"] == "rf+dd"  # the domain discriminator stays
+
+
 def test_demo_preset_is_small():
     demo = get_preset("demo")
     assert demo.base_filters < PLDTConfig().base_filters
