@@ -318,6 +318,13 @@ def markdown_tables(rows: list[dict], info: dict | None = None) -> str:
             f"{info.get('num_products')} products; images {info.get('image_size')} px, "
             "values in [0, 1]."
         )
+        shared = info.get("test_products_in_train")
+        if shared:
+            lines[-1] += (
+                f" {shared} of the {info.get('num_products')} evaluated products also have "
+                "(other) images in the training split, so retrieval rows can return the true "
+                "product."
+            )
         lines.append("")
     lines.append("**Relevance and realism** (automatic stand-in for the user study)")
     lines.append("")
@@ -397,6 +404,14 @@ def build_eval_pipelines(run_dir: Path, config, data=None, manifest=None, verbos
     )  # fmt: skip
 
 
+def shared_products(pipelines, split: str) -> int:
+    """How many products of `split` also appear in the training split (folder splits may share
+    product ids between train/ and test/)."""
+    if split == "train":
+        return 0
+    return len(set(pipelines.splits[split].pids) & set(pipelines.splits["train"].pids))
+
+
 def reference_rows(evalset: EvalSet, train: TrainingSet, dd_model=None) -> dict[str, np.ndarray]:
     """Outputs of the methods that need no converter: label -> images [N] in [0, 1]."""
     out = {}
@@ -446,6 +461,7 @@ def evaluate_run(
         "num_products": evalset.num_products,
         "image_size": config.image_size,
         "variant": config.variant,
+        "test_products_in_train": shared_products(pipelines, split),
         "ssim_settings": M.SSIM_SETTINGS,
         "headline": "rmse/c_ssim against the first target image of the source's product",
     }

@@ -143,6 +143,7 @@ def reproduce(
         "num_products": evalset.num_products,
         "num_train_products": int(pipelines.splits["train"].num_products),
         "image_size": base_config.image_size,
+        "test_products_in_train": E.shared_products(pipelines, split),
         "settings": base_config.to_dict(),
         "methods": {label: {"run_dir": str(run_dirs[label]), **METHODS[label]} for label in labels},
         "headline": "rmse/c_ssim against the first target image of the source's product",
