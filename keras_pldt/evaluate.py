@@ -477,19 +477,33 @@ def evaluate_run(
     return result
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, except None/False ones (already explained in the help text)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m keras_pldt.evaluate",
         description="Evaluate a trained PLDT run as in Table 3 (RMSE, C-SSIM) plus relevance "
         "(retrieval top-k), sharpness and, on synthetic data, colour/category accuracy. Writes "
         "eval.json, eval.md and figure5.png into the run folder.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     p.add_argument("--run-dir", required=True, help="run folder made by python -m keras_pldt.train")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", help="dataset folder (default: the run's config.json 'data')")
     src.add_argument("--manifest", help="CSV manifest (default: the run's config.json)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "val", "test"),
+        help="split of the run's split.json to evaluate",
+    )
     p.add_argument(
         "--weights",
         default="last",

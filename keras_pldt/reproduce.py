@@ -169,6 +169,7 @@ def reproduce(
 
 def build_parser() -> argparse.ArgumentParser:
     from keras_pldt.config import PRESETS
+    from keras_pldt.evaluate import DefaultsFormatter
 
     p = argparse.ArgumentParser(
         prog="python -m keras_pldt.reproduce",
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate them with retrieval by DD-score and reference rows, and write Table 3 "
         "(table3.md, table3.json) and Figure 5 (figure5.png) into --out. Re-running resumes; "
         "finished runs are not retrained.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", help="dataset folder (default: the synthetic LookBook)")
@@ -208,8 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"methods to train (labels of METHODS: {', '.join(METHODS)}; "
         "comma- or space-separated; variant names like rf+dd work too)",
     )
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--weights", default="last", choices=("last", "best", "converter"))
+    p.add_argument(
+        "--split", default="test", choices=("train", "val", "test"), help="split to evaluate"
+    )
+    p.add_argument(
+        "--weights",
+        default="last",
+        choices=("last", "best", "converter"),
+        help="last/best checkpoint or the final converter.keras of each run",
+    )
     p.add_argument("--verbose", action="store_true", help="Keras progress bars")
     return p
 
