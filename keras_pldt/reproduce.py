@@ -23,12 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from keras_pldt.config import ROBUST
+
 #: Method label -> PLDTConfig overrides (on top of the shared settings). Table 2's converters.
 METHODS: dict[str, dict[str, Any]] = {
     "C+RF": {"variant": "rf"},
     "C+MSE": {"variant": "mse"},
     "C+RF+DD-Neg": {"variant": "rf+dd-neg"},
     "C+RF+DD": {"variant": "rf+dd"},
+    # Beyond the paper (issue 10): one line per recipe; run with --variants C+RF+DD+robust.
+    "C+RF+DD+robust": {"variant": "rf+dd", **ROBUST},
 }
 DEFAULT_METHODS = ("C+RF", "C+MSE", "C+RF+DD-Neg", "C+RF+DD")
 #: The method whose domain discriminator scores "Retrieval by DD-score" (Table 2).
