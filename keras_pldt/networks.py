@@ -104,11 +104,14 @@ def batch_norm_groups(model: keras.Model, groups: int):
             layer.groups = 1
 
 
-def _batch_norm(config: PLDTConfig, name: str):
+def _batch_norm(config: PLDTConfig, name: str, grouped: bool = False):
     # PyTorch/DCGAN statistics (momentum 0.1 there is 0.9 here); gamma ~ N(1, 0.02) as in DCGAN.
     # Under tf.distribute with several replicas, statistics are synchronised across replicas so
-    # that training matches one device with the same global batch.
-    return GroupedBatchNormalization(
+    # that training matches one device with the same global batch. Only the discriminators need
+    # the grouped layer (their fused calls); the converter keeps Keras' own, so that
+    # converter.keras loads anywhere without keras_pldt.
+    layer = GroupedBatchNormalization if grouped else layers.BatchNormalization
+    return layer(
         momentum=0.9,
         synchronized=tf.distribute.get_strategy().num_replicas_in_sync > 1,
         epsilon=1e-5,
@@ -117,7 +120,9 @@ def _batch_norm(config: PLDTConfig, name: str):
     )
 
 
-def _conv_stack(x, config: PLDTConfig, spectral_norm: bool = False, dropout: float = 0.0):
+def _conv_stack(
+    x, config: PLDTConfig, spectral_norm: bool = False, dropout: float = 0.0, grouped: bool = False
+):
     """Table 1a layers 1-4: 5x5 stride-2 convs, BN from layer 2, LeakyReLU."""
     for i, filters in enumerate(stage_widths(config.image_size, config.base_filters)):
         conv = layers.Conv2D(
@@ -133,7 +138,7 @@ def _conv_stack(x, config: PLDTConfig, spectral_norm: bool = False, dropout: flo
             conv = layers.SpectralNormalization(conv, name=f"sn_conv{i + 1}")
         x = conv(x)
         if i > 0:
-            x = _batch_norm(config, f"bn{i + 1}")(x)
+            x = _batch_norm(config, f"bn{i + 1}", grouped)(x)
         x = layers.LeakyReLU(config.leaky_slope, name=f"lrelu{i + 1}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"dropout{i + 1}")(x)
@@ -205,7 +210,11 @@ def _build_discriminator(config: PLDTConfig, channels: int, name: str) -> keras.
     size = config.image_size
     inputs = keras.Input((size, size, channels), name="pair" if channels == 6 else "image")
     x = _conv_stack(
-        inputs, config, spectral_norm=config.spectral_norm, dropout=config.discriminator_dropout
+        inputs,
+        config,
+        spectral_norm=config.spectral_norm,
+        dropout=config.discriminator_dropout,
+        grouped=True,
     )
     conv = layers.Conv2D(1, 4, padding="valid", kernel_initializer=_init(config), name="conv_out")
     if config.spectral_norm:
