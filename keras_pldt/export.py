@@ -585,6 +585,13 @@ def write_onnx(model, path: Path, opset: int = ONNX_OPSET) -> None:
     _rename_onnx_io(path, "source", "target")
 
 
+def _card(name: str, shape: list[int], dtype: str, meaning: str, **extra) -> dict[str, Any]:
+    """A model card's description of one input or output tensor."""
+    value_range = [0, 255] if dtype == "uint8" else [-1.0, 1.0]
+    return {"name": name, "shape": shape, "dtype": dtype, "value_range": value_range,
+            "meaning": meaning, **extra}  # fmt: skip
+
+
 def _tensor_card(detail: dict, meaning: str) -> dict[str, Any]:
     dtype = np.dtype(detail["dtype"]).name
     card = {
@@ -825,43 +832,36 @@ def _export_into(
                     "signatures": {
                         "convert_images": {
                             "inputs": [
-                                {
-                                    "name": "images",
-                                    "shape": [-1, -1, -1, 3],
-                                    "dtype": "uint8",
-                                    "value_range": [0, 255],
-                                    "meaning": "a batch of same-sized RGB photos, any size",
-                                }
+                                _card(
+                                    "images",
+                                    [-1, -1, -1, 3],
+                                    "uint8",
+                                    "a batch of same-sized RGB photos, any size",
+                                )
                             ],
                             "outputs": [
-                                {
-                                    "name": "products",
-                                    "shape": [-1, size, size, 3],
-                                    "dtype": "uint8",
-                                    "value_range": [0, 255],
-                                    "meaning": "generated product images (RGB)",
-                                }
+                                _card(
+                                    "products",
+                                    [-1, size, size, 3],
+                                    "uint8",
+                                    "generated product images (RGB)",
+                                )
                             ],
                             "note": "preprocessing and postprocessing are inside the graph",
                         },
                         "serving_default": {
                             "inputs": [
-                                {
-                                    "name": "source",
-                                    "shape": [-1, size, size, 3],
-                                    "dtype": "float32",
-                                    "value_range": [-1.0, 1.0],
-                                    "meaning": "preprocessed photos",
-                                }
+                                _card(
+                                    "source", [-1, size, size, 3], "float32", "preprocessed photos"
+                                )
                             ],
                             "outputs": [
-                                {
-                                    "name": "target",
-                                    "shape": [-1, size, size, 3],
-                                    "dtype": "float32",
-                                    "value_range": [-1.0, 1.0],
-                                    "meaning": "generated product images (tanh)",
-                                }
+                                _card(
+                                    "target",
+                                    [-1, size, size, 3],
+                                    "float32",
+                                    "generated product images (tanh)",
+                                )
                             ],
                         },
                     },
@@ -910,24 +910,18 @@ def _export_into(
         extra = {
             "format": f"ONNX (opset {ONNX_OPSET}, tf2onnx)",
             "inputs": [
-                {
-                    "name": "source",
-                    "shape": [-1, size, size, 3],
-                    "dtype": "float32",
-                    "value_range": [-1.0, 1.0],
-                    "layout": "NHWC",
-                    "meaning": "preprocessed photo(s)",
-                }
+                _card(
+                    "source", [-1, size, size, 3], "float32", "preprocessed photo(s)", layout="NHWC"
+                )
             ],
             "outputs": [
-                {
-                    "name": "target",
-                    "shape": [-1, size, size, 3],
-                    "dtype": "float32",
-                    "value_range": [-1.0, 1.0],
-                    "layout": "NHWC",
-                    "meaning": "generated product image(s), tanh",
-                }
+                _card(
+                    "target",
+                    [-1, size, size, 3],
+                    "float32",
+                    "generated product image(s), tanh",
+                    layout="NHWC",
+                )
             ],
             "parity": report["formats"]["onnx"],
         }

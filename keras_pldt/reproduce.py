@@ -172,8 +172,8 @@ def reproduce(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_pldt.config import PRESETS
     from keras_pldt.evaluate import DefaultsFormatter
+    from keras_pldt.train import add_config_arguments, add_data_arguments
 
     p = argparse.ArgumentParser(
         prog="python -m keras_pldt.reproduce",
@@ -183,28 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
         "finished runs are not retrained.",
         formatter_class=DefaultsFormatter,
     )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", help="dataset folder (default: the synthetic LookBook)")
-    src.add_argument("--manifest", help="CSV manifest with source,target columns")
+    add_data_arguments(p)
     p.add_argument("--out", required=True, help="output folder: one run folder per method")
-    p.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        help="base settings (default: demo without --data, paper with it)",
-    )
-    p.add_argument("--epochs", type=int, help="epochs at the base learning rate")
-    p.add_argument("--decay-epochs", type=int, help="further epochs at the decayed rate")
-    p.add_argument("--base-filters", type=int, help="width of the first conv")
-    p.add_argument("--image-size", type=int, help="S of the S x S images")
-    p.add_argument("--batch-size", type=int, help="batch size")
-    p.add_argument("--seed", type=int, help="seed of weights, split and data order")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="any other PLDTConfig field, shared by all methods (repeatable)",
-    )
+    add_config_arguments(p, variant=False)
     p.add_argument(
         "--variants",
         nargs="+",
@@ -229,15 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 def base_config_from_args(args):
     from keras_pldt.train import RunError, resolve_config
 
-    ns = argparse.Namespace(
-        data=args.data, manifest=args.manifest, preset=args.preset, variant=None,
-        image_size=args.image_size, base_filters=args.base_filters, batch_size=args.batch_size,
-        epochs=args.epochs, decay_epochs=args.decay_epochs, learning_rate=None, seed=args.seed,
-        jit_compile=False, reverse=False, no_cache=False, mixed_precision=False, precision=None,
-        set=args.set,
-    )  # fmt: skip
     try:
-        return resolve_config(ns)
+        return resolve_config(args)
     except RunError as e:
         raise ReproduceError(str(e)) from None
 

@@ -32,14 +32,8 @@ class TrainingDiverged(RunError):
     """A loss became NaN/inf; the last good checkpoint is kept."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m keras_pldt.train",
-        description="Train a pixel-level domain transfer converter (Yoo et al., ECCV 2016). "
-        "With no --data/--manifest it trains on the embedded synthetic LookBook with the demo "
-        "preset. Re-run the same command to resume an interrupted run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """--data / --manifest, shared by the train and reproduce commands."""
     src = p.add_mutually_exclusive_group()
     src.add_argument(
         "--data",
@@ -47,14 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
         "subfolders (default: the synthetic LookBook)",
     )
     src.add_argument("--manifest", help="CSV file with source,target columns of relative paths")
-    p.add_argument("--run-dir", help="run folder (default: runs/<preset>-<variant>[-reverse])")
+
+
+def add_config_arguments(p: argparse.ArgumentParser, variant: bool = True) -> None:
+    """The run settings (preset, sizes, schedule, seed, --set), shared by train and reproduce."""
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        help="named settings; 'paper' is the published recipe (default: demo without --data, "
-        "paper with it)",
+        help="named settings; 'paper' is the published recipe, 'robust' the recommended one "
+        "(default: demo without --data, paper with it)",
     )
-    p.add_argument("--variant", choices=VARIANTS, help="Table 2 method (default: rf+dd, ours)")
+    if variant:
+        p.add_argument("--variant", choices=VARIANTS, help="Table 2 method (default: rf+dd, ours)")
     p.add_argument("--image-size", type=int, help="S of the S x S images (64 in the paper)")
     p.add_argument("--base-filters", type=int, help="width of the first conv (128 in the paper)")
     p.add_argument("--batch-size", type=int, help="global batch size (128 in the paper)")
@@ -69,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD=VALUE",
         help="any other PLDTConfig field, e.g. --set spectral_norm=true (repeatable)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m keras_pldt.train",
+        description="Train a pixel-level domain transfer converter (Yoo et al., ECCV 2016). "
+        "With no --data/--manifest it trains on the embedded synthetic LookBook with the demo "
+        "preset. Re-run the same command to resume an interrupted run.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_data_arguments(p)
+    p.add_argument("--run-dir", help="run folder (default: runs/<preset>-<variant>[-reverse])")
+    add_config_arguments(p)
     p.add_argument(
         "--strategy",
         choices=STRATEGIES,
@@ -117,8 +128,9 @@ def _parse_value(field: dataclasses.Field, text: str):
 def resolve_config(args: argparse.Namespace) -> PLDTConfig:
     """Preset, then explicit flags, then --set FIELD=VALUE."""
     preset = args.preset or ("paper" if (args.data or args.manifest) else "demo")
+    flag = lambda name: getattr(args, name, None)  # noqa: E731  (reproduce has fewer flags)
     overrides = {
-        "variant": args.variant,
+        "variant": flag("variant"),
         "image_size": args.image_size,
         "base_filters": args.base_filters,
         "batch_size": args.batch_size,
@@ -126,13 +138,13 @@ def resolve_config(args: argparse.Namespace) -> PLDTConfig:
         "decay_epochs": args.decay_epochs,
         "learning_rate": args.learning_rate,
         "seed": args.seed,
-        "jit_compile": True if args.jit_compile else None,
-        "reverse": True if args.reverse else None,
-        "cache": False if args.no_cache else None,
+        "jit_compile": True if flag("jit_compile") else None,
+        "reverse": True if flag("reverse") else None,
+        "cache": False if flag("no_cache") else None,
     }
-    if args.mixed_precision:
+    if flag("mixed_precision"):
         overrides["precision"] = "mixed_float16"
-    elif args.precision:
+    elif flag("precision"):
         overrides["precision"] = args.precision
     fields = {f.name: f for f in dataclasses.fields(PLDTConfig)}
     for item in args.set:
