@@ -53,6 +53,7 @@ class PLDTConfig:
     # Execution.
     precision: str = "float32"
     jit_compile: bool = False
+    subpixel_convs: bool = True
     # Data.
     reverse: bool = False
     cache: bool = True

@@ -403,11 +403,13 @@ class PLDT(keras.Model):
             ema.assign(decay * ema + (1.0 - decay) * tf.cast(w, ema.dtype))
 
     def ema_converter(self) -> keras.Model:
-        """The converter with the moving-average weights (the converter itself without EMA)."""
-        if not self._ema_weights:
+        """The converter for evaluation, saving and export: the moving-average weights when EMA
+        is on, in plain Keras layers (so `converter.keras` loads without keras_pldt)."""
+        if not self._ema_weights and not self.config.subpixel_convs:
             return self.converter
-        clone = build_converter(self.config)
-        clone.set_weights([keras.ops.convert_to_numpy(w) for w in self._ema_weights])
+        weights = self._ema_weights or self.converter.weights
+        clone = build_converter(self.config.replace(subpixel_convs=False))
+        clone.set_weights([keras.ops.convert_to_numpy(w) for w in weights])
         return clone
 
     def test_step(self, data):

@@ -25,6 +25,7 @@ import tensorflow as tf
 from keras import layers
 
 from keras_pldt.config import PLDTConfig
+from keras_pldt.kernels import SubpixelConv2D, SubpixelConv2DTranspose
 
 KERNEL = 5
 
@@ -33,6 +34,13 @@ def stage_widths(image_size: int, base_filters: int) -> list[int]:
     """Filters of the stride-2 stages, input to bottleneck (Table 1a: b, 2b, 4b, 8b at 64 px)."""
     stages = int(math.log2(image_size // 4))
     return [base_filters * 2 ** min(max(i - (stages - 4), 0), 3) for i in range(stages)]
+
+
+def _conv_layers(config: PLDTConfig):
+    """(Conv2D, Conv2DTranspose) classes: the sub-pixel ones of `kernels` or Keras' own."""
+    if config.subpixel_convs:
+        return SubpixelConv2D, SubpixelConv2DTranspose
+    return layers.Conv2D, layers.Conv2DTranspose
 
 
 def _init(config: PLDTConfig):
@@ -124,8 +132,9 @@ def _conv_stack(
     x, config: PLDTConfig, spectral_norm: bool = False, dropout: float = 0.0, grouped: bool = False
 ):
     """Table 1a layers 1-4: 5x5 stride-2 convs, BN from layer 2, LeakyReLU."""
+    conv2d = _conv_layers(config)[0]
     for i, filters in enumerate(stage_widths(config.image_size, config.base_filters)):
-        conv = layers.Conv2D(
+        conv = conv2d(
             filters,
             KERNEL,
             strides=2,
@@ -167,6 +176,7 @@ def build_encoder(config: PLDTConfig) -> keras.Model:
 def build_decoder(config: PLDTConfig) -> keras.Model:
     """Table 1b: 64-d code -> 4x4 bottleneck -> fractional-strided convs -> tanh image."""
     widths = stage_widths(config.image_size, config.base_filters)
+    conv2d_transpose = _conv_layers(config)[1]
     code = keras.Input((config.code_dim,), name="code")
     x = layers.Dense(
         4 * 4 * widths[-1], use_bias=False, kernel_initializer=_init(config), name="project"
@@ -175,7 +185,7 @@ def build_decoder(config: PLDTConfig) -> keras.Model:
     x = _batch_norm(config, "bn_project")(x)
     x = layers.ReLU(name="relu_project")(x)
     for i, filters in enumerate(reversed(widths[:-1])):
-        x = layers.Conv2DTranspose(
+        x = conv2d_transpose(
             filters,
             KERNEL,
             strides=2,
@@ -186,7 +196,7 @@ def build_decoder(config: PLDTConfig) -> keras.Model:
         )(x)
         x = _batch_norm(config, f"bn_deconv{i + 2}")(x)
         x = layers.ReLU(name=f"relu_deconv{i + 2}")(x)
-    x = layers.Conv2DTranspose(
+    x = conv2d_transpose(
         3,
         KERNEL,
         strides=2,
