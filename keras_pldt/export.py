@@ -218,7 +218,7 @@ def load_converter(run_dir: str | Path | None = None, model_path: str | Path | N
     if hasattr(model, "converter") and isinstance(model.converter, keras.Model):
         if config is None and hasattr(model, "config"):
             config = model.config.to_dict()
-        model = model.converter
+        model = model.ema_converter() if hasattr(model, "ema_converter") else model.converter
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
         raise ExportError(f"expected a converter with input [None, S, S, 3], got {shape}")
