@@ -44,6 +44,7 @@ class PLDTConfig:
     adversarial_loss: str = "bce"
     spectral_norm: bool = False
     reconstruction_weight: float = 0.0
+    reconstruction_lowpass: int = 1
     feature_matching_weight: float = 0.0
     r1_weight: float = 0.0
     diff_augment: str = ""
@@ -95,6 +96,11 @@ class PLDTConfig:
             )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        lowpass = self.reconstruction_lowpass
+        if lowpass < 1 or self.image_size % lowpass:
+            raise ValueError(
+                f"reconstruction_lowpass must be >= 1 and divide image_size, got {lowpass}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.discriminator_dropout < 1.0:

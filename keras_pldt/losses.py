@@ -79,9 +79,18 @@ def pixel_mse(generated, target):
     return tf.reduce_mean(tf.square(diff))
 
 
-def pixel_l1(generated, target):
-    """Mean absolute error in [-1, 1] pixel units (the optional reconstruction term)."""
-    return tf.reduce_mean(tf.abs(tf.cast(generated, tf.float32) - tf.cast(target, tf.float32)))
+def pixel_l1(generated, target, lowpass: int = 1):
+    """Mean absolute error in [-1, 1] pixel units (the optional reconstruction term).
+
+    With `lowpass = k > 1` both images are first averaged over k x k blocks: the term then
+    constrains only the layout and colours (what the source determines) and leaves the detail
+    finer than k pixels, which no single target can pin down, to the discriminators.
+    """
+    generated, target = tf.cast(generated, tf.float32), tf.cast(target, tf.float32)
+    if lowpass > 1:
+        generated = tf.nn.avg_pool2d(generated, lowpass, lowpass, "VALID")
+        target = tf.nn.avg_pool2d(target, lowpass, lowpass, "VALID")
+    return tf.reduce_mean(tf.abs(generated - target))
 
 
 def accuracy(logits, positive: bool):

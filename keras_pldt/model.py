@@ -372,7 +372,9 @@ class PLDT(keras.Model):
                 matching = losses.feature_matching(real_taps, fake_taps)
         loss = losses.converter_loss(real_fake, domain, cfg.adversarial_loss)
         if cfg.reconstruction_weight:
-            loss += cfg.reconstruction_weight * losses.pixel_l1(generated, target)
+            loss += cfg.reconstruction_weight * losses.pixel_l1(
+                generated, target, cfg.reconstruction_lowpass
+            )
         if self._domain_features is not None:
             loss += cfg.feature_matching_weight * matching
         return loss

@@ -33,6 +33,16 @@ METHODS: dict[str, dict[str, Any]] = {
     "C+RF+DD": {"variant": "rf+dd"},
     # Beyond the paper (issue 10): one line per recipe; run with --variants C+RF+DD+robust.
     "C+RF+DD+robust": {"variant": "rf+dd", **ROBUST},
+    # The ablation of docs/results.md: single switches on or off the robust recipe.
+    "C+RF+DD+L1": {"variant": "rf+dd", "reconstruction_weight": 100.0},
+    "robust-lowpass": {**ROBUST, "reconstruction_lowpass": 1},
+    "robust+lowpass8": {**ROBUST, "reconstruction_lowpass": 8},
+    "robust+hinge": {**ROBUST, "adversarial_loss": "hinge"},
+    "robust+lsgan": {**ROBUST, "adversarial_loss": "lsgan"},
+    "robust+R1": {**ROBUST, "r1_weight": 1.0},
+    "robust+TTUR": {**ROBUST, "discriminator_lr_multiplier": 2.0},
+    "robust+dropout": {**ROBUST, "discriminator_dropout": 0.2},
+    "robust+EMA": {**ROBUST, "ema_decay": 0.9},
 }
 DEFAULT_METHODS = ("C+RF", "C+MSE", "C+RF+DD-Neg", "C+RF+DD")
 #: The method whose domain discriminator scores "Retrieval by DD-score" (Table 2).

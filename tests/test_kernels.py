@@ -1,4 +1,5 @@
-"""The sub-pixel stride-2 convolutions equal TensorFlow's native ops in value and gradient
+"""The sub-pixel stride-2 convolutions (and the im2col kernel gradient of small, deep maps:
+the 256-channel cases) equal TensorFlow's native ops in value and gradient
 (first and second order), the layers fall back where they do not apply, and a PLDT train step
 is the same with and without them."""
 
@@ -45,7 +46,9 @@ def assert_close(ours, native):
         np.testing.assert_allclose(a.numpy() / scale, b.numpy() / scale, atol=2e-6)
 
 
-@pytest.mark.parametrize("shape", [(2, 8, 8, 3, 5), (3, 16, 12, 6, 4), (1, 4, 4, 7, 9)])
+@pytest.mark.parametrize(
+    "shape", [(2, 8, 8, 3, 5), (3, 16, 12, 6, 4), (1, 4, 4, 7, 9), (2, 8, 8, 256, 6)]
+)
 def test_conv2d_stride2_equals_native(shape):
     n, h, w, c_in, c_out = shape
     x = tf.random.normal([n, h, w, c_in], seed=1)
@@ -55,7 +58,7 @@ def test_conv2d_stride2_equals_native(shape):
     )
 
 
-@pytest.mark.parametrize("shape", [(2, 4, 4, 5, 3), (3, 8, 6, 4, 6)])
+@pytest.mark.parametrize("shape", [(2, 4, 4, 5, 3), (3, 8, 6, 4, 6), (2, 4, 4, 6, 256)])
 def test_conv2d_transpose_stride2_equals_native(shape):
     n, h, w, c_in, c_out = shape
     x = tf.random.normal([n, h, w, c_in], seed=3)

@@ -49,3 +49,13 @@ def test_alternative_losses_are_zero_at_their_optimum(kind):
 
 def test_accuracy():
     assert float(losses.accuracy(tf.constant([[1.0], [-1.0], [2.0], [0.5]]), True)) == 0.75
+
+
+def test_lowpass_l1_ignores_detail_finer_than_its_blocks():
+    target = tf.random.uniform((2, 8, 8, 3), -0.4, 0.4, seed=0)
+    checker = 0.5 * tf.cast((tf.range(8)[:, None] + tf.range(8)[None, :]) % 2 * 2 - 1, tf.float32)
+    detailed = target + checker[None, :, :, None]  # same 2x2 block means, different pixels
+    np.testing.assert_allclose(float(losses.pixel_l1(detailed, target)), 0.5, rtol=1e-6)
+    assert float(losses.pixel_l1(detailed, target, lowpass=2)) < 1e-6
+    shifted = target + 0.25  # a colour change is still penalised in full
+    np.testing.assert_allclose(float(losses.pixel_l1(shifted, target, lowpass=4)), 0.25, rtol=1e-5)

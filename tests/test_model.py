@@ -212,7 +212,12 @@ def converter_loss_of(model, batch):
 
 
 @pytest.mark.parametrize(
-    "switch", [{"reconstruction_weight": 10.0}, {"feature_matching_weight": 5.0}]
+    "switch",
+    [
+        {"reconstruction_weight": 10.0},
+        {"reconstruction_weight": 10.0, "reconstruction_lowpass": 4},
+        {"feature_matching_weight": 5.0},
+    ],
 )
 def test_converter_terms_add_to_the_loss(switch):
     batch = one_batch()
