@@ -35,7 +35,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "C+RF+DD+robust": {"variant": "rf+dd", **ROBUST},
     # The ablation of docs/results.md: single switches on or off the robust recipe.
     "C+RF+DD+L1": {"variant": "rf+dd", "reconstruction_weight": 100.0},
-    "robust-lowpass": {**ROBUST, "reconstruction_lowpass": 1},
+    "robust+lowpass4": {**ROBUST, "reconstruction_lowpass": 4},
     "robust+lowpass8": {**ROBUST, "reconstruction_lowpass": 8},
     "robust+hinge": {**ROBUST, "adversarial_loss": "hinge"},
     "robust+lsgan": {**ROBUST, "adversarial_loss": "lsgan"},
