@@ -31,6 +31,12 @@ from keras_pldt.networks import (
 )
 
 _KEYS = ("source", "target", "unassociated")
+# Network name -> the attribute holding its optimizer (also `compile`'s argument name).
+_OPTIMIZER_ATTRS = {
+    "converter": "converter_optimizer",
+    "real_fake_discriminator": "real_fake_optimizer",
+    "domain_discriminator": "domain_optimizer",
+}
 
 
 def make_optimizer(config: PLDTConfig, network: str = "converter") -> keras.optimizers.Optimizer:
@@ -108,12 +114,8 @@ class PLDT(keras.Model):
     @property
     def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
         """The optimizer of each network, keyed like `networks`."""
-        opts = {
-            "converter": self.converter_optimizer,
-            "real_fake_discriminator": self.real_fake_optimizer,
-            "domain_discriminator": self.domain_optimizer,
-        }
-        return {k: opts[k] for k in self.networks if opts[k] is not None}
+        optimizers = {name: getattr(self, attr) for name, attr in _OPTIMIZER_ATTRS.items()}
+        return {k: optimizers[k] for k in self.networks if optimizers[k] is not None}
 
     @property
     def metrics(self):
@@ -156,12 +158,7 @@ class PLDT(keras.Model):
                 optimizer.build(self.networks[name].trainable_variables)
 
     def _set_optimizer(self, network: str, optimizer) -> None:
-        attr = {
-            "converter": "converter_optimizer",
-            "real_fake_discriminator": "real_fake_optimizer",
-            "domain_discriminator": "domain_optimizer",
-        }[network]
-        setattr(self, attr, optimizer)
+        setattr(self, _OPTIMIZER_ATTRS[network], optimizer)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Skip Keras' symbolic build under tf.distribute: the networks are built in `__init__`
@@ -180,19 +177,12 @@ class PLDT(keras.Model):
         if self.converter_optimizer is None:
             return None
         ser = keras.saving.serialize_keras_object
-        return {f"{name}_optimizer": ser(opt) for name, opt in self._optimizer_kwargs().items()}
+        # Keyed by `compile`'s argument names, which are also the attribute names.
+        return {_OPTIMIZER_ATTRS[name]: ser(opt) for name, opt in self.optimizers.items()}
 
     def compile_from_config(self, config):
         des = keras.saving.deserialize_keras_object
         self.compile(**{k: des(v) for k, v in config.items()})
-
-    def _optimizer_kwargs(self):
-        kw = {"converter": self.converter_optimizer}
-        if self.real_fake_optimizer is not None:
-            kw["real_fake"] = self.real_fake_optimizer
-        if self.domain_optimizer is not None:
-            kw["domain"] = self.domain_optimizer
-        return kw
 
     # ------------------------------------------------------------------ data
     def _unpack(self, data):
