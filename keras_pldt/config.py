@@ -17,6 +17,8 @@ VARIANTS = ("rf+dd", "rf", "mse", "rf+dd-neg")
 
 ADVERSARIAL_LOSSES = ("bce", "hinge", "lsgan")
 PRECISIONS = ("float32", "bfloat16", "mixed_float16")
+UPSAMPLINGS = ("transposed", "resize")
+"""Decoder x2 stages: Table 1b's transposed convs, or nearest-neighbour resize + conv."""
 
 
 @dataclasses.dataclass
@@ -27,6 +29,7 @@ class PLDTConfig:
     image_size: int = 64
     base_filters: int = 128
     code_dim: int = 64
+    upsampling: str = "transposed"
     leaky_slope: float = 0.2
     init_stddev: float = 0.02
     # Method (Table 2).
@@ -94,6 +97,8 @@ class PLDTConfig:
                 f"adversarial_loss must be one of {ADVERSARIAL_LOSSES}, "
                 f"got {self.adversarial_loss!r}"
             )
+        if self.upsampling not in UPSAMPLINGS:
+            raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got {self.upsampling!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         lowpass = self.reconstruction_lowpass

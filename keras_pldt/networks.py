@@ -173,10 +173,22 @@ def build_encoder(config: PLDTConfig) -> keras.Model:
     return keras.Model(inputs, code, name="encoder")
 
 
+def _upsample(config: PLDTConfig, filters: int, name: str, use_bias: bool):
+    """One x2 decoder stage: Table 1b's 5x5 stride-2 transposed conv, or with
+    `upsampling="resize"` nearest-neighbour x2 then a 5x5 conv (Odena et al. 2016: no
+    checkerboard, since every output pixel sees the same number of kernel taps)."""
+    options = dict(padding="same", use_bias=use_bias, kernel_initializer=_init(config), name=name)
+    conv2d, conv2d_transpose = _conv_layers(config)
+    if config.upsampling == "transposed":
+        return conv2d_transpose(filters, KERNEL, strides=2, **options)
+    resize = layers.UpSampling2D(2, interpolation="nearest", name=f"resize_{name}")
+    conv = conv2d(filters, KERNEL, **options)
+    return lambda x: conv(resize(x))
+
+
 def build_decoder(config: PLDTConfig) -> keras.Model:
     """Table 1b: 64-d code -> 4x4 bottleneck -> fractional-strided convs -> tanh image."""
     widths = stage_widths(config.image_size, config.base_filters)
-    conv2d_transpose = _conv_layers(config)[1]
     code = keras.Input((config.code_dim,), name="code")
     x = layers.Dense(
         4 * 4 * widths[-1], use_bias=False, kernel_initializer=_init(config), name="project"
@@ -185,25 +197,10 @@ def build_decoder(config: PLDTConfig) -> keras.Model:
     x = _batch_norm(config, "bn_project")(x)
     x = layers.ReLU(name="relu_project")(x)
     for i, filters in enumerate(reversed(widths[:-1])):
-        x = conv2d_transpose(
-            filters,
-            KERNEL,
-            strides=2,
-            padding="same",
-            use_bias=False,
-            kernel_initializer=_init(config),
-            name=f"deconv{i + 2}",
-        )(x)
+        x = _upsample(config, filters, f"deconv{i + 2}", use_bias=False)(x)
         x = _batch_norm(config, f"bn_deconv{i + 2}")(x)
         x = layers.ReLU(name=f"relu_deconv{i + 2}")(x)
-    x = conv2d_transpose(
-        3,
-        KERNEL,
-        strides=2,
-        padding="same",
-        kernel_initializer=_init(config),
-        name=f"deconv{len(widths) + 1}",
-    )(x)
+    x = _upsample(config, 3, f"deconv{len(widths) + 1}", use_bias=True)(x)
     image = layers.Activation("tanh", dtype="float32", name="target")(x)
     return keras.Model(code, image, name="decoder")
 

@@ -37,6 +37,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "C+RF+DD+L1": {"variant": "rf+dd", "reconstruction_weight": 100.0},
     "robust+lowpass4": {**ROBUST, "reconstruction_lowpass": 4},
     "robust+lowpass8": {**ROBUST, "reconstruction_lowpass": 8},
+    "robust+resize": {**ROBUST, "upsampling": "resize"},
+    "robust+resize+lowpass4": {**ROBUST, "upsampling": "resize", "reconstruction_lowpass": 4},
     "robust+hinge": {**ROBUST, "adversarial_loss": "hinge"},
     "robust+lsgan": {**ROBUST, "adversarial_loss": "lsgan"},
     "robust+R1": {**ROBUST, "r1_weight": 1.0},

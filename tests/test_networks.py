@@ -102,3 +102,20 @@ def test_spectral_norm_switch_wraps_discriminator_convs():
     d = build_real_fake_discriminator(PLDTConfig(base_filters=4, spectral_norm=True))
     wrapped = [la for la in d.layers if isinstance(la, keras.layers.SpectralNormalization)]
     assert len(wrapped) == 5
+
+
+def test_resize_upsampling_has_table1_sizes_and_no_checkerboard():
+    import tensorflow as tf
+
+    from keras_pldt.networks import _upsample
+
+    base = PLDTConfig(image_size=64, base_filters=8)
+    resize = base.replace(upsampling="resize")
+    for cfg in (base, resize):
+        assert build_decoder(cfg).output_shape == (None, 64, 64, 3)
+    assert build_decoder(resize).count_params() == build_decoder(base).count_params()
+    flat = tf.ones((1, 8, 8, 3))  # a constant map: any interior pattern is the layer's own
+    for cfg, checkerboard in ((base, True), (resize, False)):
+        out = _upsample(cfg, 4, "stage", use_bias=False)(flat).numpy()[0, 3:-3, 3:-3]
+        spread = float(np.ptp(out, axis=(0, 1)).max())
+        assert (spread > 1e-3) == checkerboard, (cfg.upsampling, spread)
