@@ -181,9 +181,19 @@ def _upsample(config: PLDTConfig, filters: int, name: str, use_bias: bool):
     conv2d, conv2d_transpose = _conv_layers(config)
     if config.upsampling == "transposed":
         return conv2d_transpose(filters, KERNEL, strides=2, **options)
-    resize = layers.UpSampling2D(2, interpolation="nearest", name=f"resize_{name}")
     conv = conv2d(filters, KERNEL, **options)
-    return lambda x: conv(resize(x))
+
+    def stage(x):
+        # Nearest-neighbour x2 from Concatenate + Reshape: the same values as UpSampling2D(2),
+        # with static shapes, which the TFLite converter needs (UpSampling2D's repeat loses
+        # them) and only core layers, so converter.keras loads anywhere.
+        h, w, c = x.shape[1:]
+        x = layers.Concatenate(axis=-1, name=f"{name}_repeat_w")([x, x])
+        x = layers.Reshape((h, 2 * w, c), name=f"{name}_resize_w")(x)
+        x = layers.Concatenate(axis=2, name=f"{name}_repeat_h")([x, x])
+        return conv(layers.Reshape((2 * h, 2 * w, c), name=f"{name}_resize_h")(x))
+
+    return stage
 
 
 def build_decoder(config: PLDTConfig) -> keras.Model:

@@ -303,3 +303,20 @@ def test_cli_help_and_bad_arguments(capsys, tmp_path):
     assert export_mod.main([*args, "--formats", "coreml"]) == 1
     assert "unknown format" in capsys.readouterr().err
     assert export_mod.main(["--run-dir", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 1
+
+
+def test_resize_decoder_converts_to_tflite(tmp_path):
+    """`upsampling="resize"` keeps static shapes, so its convs lower to builtin TFLite ops."""
+    import keras
+
+    from keras_pldt.config import PLDTConfig
+    from keras_pldt.model import PLDT
+
+    keras.utils.set_random_seed(0)
+    model = PLDT(PLDTConfig(image_size=32, base_filters=4, upsampling="resize"))
+    converter = model.ema_converter()
+    export_mod.write_savedmodel(converter, tmp_path / "sm")
+    export_mod.write_tflite(tmp_path / "sm", tmp_path / "c.tflite", "none")
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    lite = export_mod.TFLiteRunner(tmp_path / "c.tflite")(x)
+    np.testing.assert_allclose(lite, converter(x).numpy(), atol=1e-4)
