@@ -159,6 +159,9 @@ ROBUST: dict[str, Any] = {
     "spectral_norm": True,
     "diff_augment": "translation,cutout",
     "feature_matching_weight": 10.0,
+    # Nearest-neighbour x2 + conv in the decoder instead of transposed convs: no checkerboard,
+    # C-SSIM 0.485 vs 0.440 on grocery_val (two seeds).
+    "upsampling": "resize",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
