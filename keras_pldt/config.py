@@ -49,6 +49,8 @@ class PLDTConfig:
     reconstruction_weight: float = 0.0
     reconstruction_lowpass: int = 1
     feature_matching_weight: float = 0.0
+    identity_weight: float = 0.0
+    real_fake_patches: bool = False
     r1_weight: float = 0.0
     diff_augment: str = ""
     discriminator_dropout: float = 0.0
@@ -106,6 +108,9 @@ class PLDTConfig:
             raise ValueError(
                 f"reconstruction_lowpass must be >= 1 and divide image_size, got {lowpass}"
             )
+        for name in ("reconstruction_weight", "feature_matching_weight", "identity_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.discriminator_dropout < 1.0:

@@ -93,6 +93,13 @@ def pixel_l1(generated, target, lowpass: int = 1):
     return tf.reduce_mean(tf.abs(generated - target))
 
 
+def identity_l1(converter, target, training: bool):
+    """The identity term of domain transfer networks (Taigman et al. 2017, L_TID; CycleGAN's
+    identity loss): a product image given as the source should convert to itself,
+    E |C(I_T) - I_T|. It trains the decoder to draw every product image sharply from its code."""
+    return pixel_l1(converter(target, training=training), target)
+
+
 def accuracy(logits, positive: bool):
     """Fraction of logits on the correct side of the decision boundary (sigmoid 0.5)."""
     logits = tf.cast(logits, tf.float32)

@@ -343,7 +343,14 @@ class PLDT(keras.Model):
 
     def _converter_objective(self, source, target, generated, training: bool):
         """Eq. 6 (non-saturating) for the adversarial variants, pixel MSE for C+MSE; plus the
-        optional L1 reconstruction and D_A feature-matching terms."""
+        optional L1 reconstruction, identity and D_A feature-matching terms."""
+        cfg = self.config
+        loss = self._adversarial_objective(source, target, generated, training)
+        if cfg.identity_weight:
+            loss += cfg.identity_weight * losses.identity_l1(self.converter, target, training)
+        return loss
+
+    def _adversarial_objective(self, source, target, generated, training: bool):
         cfg = self.config
         if cfg.variant == "mse":
             return losses.pixel_mse(generated, target)

@@ -129,11 +129,18 @@ def _batch_norm(config: PLDTConfig, name: str, grouped: bool = False):
 
 
 def _conv_stack(
-    x, config: PLDTConfig, spectral_norm: bool = False, dropout: float = 0.0, grouped: bool = False
+    x,
+    config: PLDTConfig,
+    spectral_norm: bool = False,
+    dropout: float = 0.0,
+    grouped: bool = False,
+    widths: list[int] | None = None,
 ):
     """Table 1a layers 1-4: 5x5 stride-2 convs, BN from layer 2, LeakyReLU."""
     conv2d = _conv_layers(config)[0]
-    for i, filters in enumerate(stage_widths(config.image_size, config.base_filters)):
+    if widths is None:
+        widths = stage_widths(config.image_size, config.base_filters)
+    for i, filters in enumerate(widths):
         conv = conv2d(
             filters,
             KERNEL,
@@ -223,17 +230,22 @@ def build_converter(config: PLDTConfig) -> keras.Model:
     return keras.Model(source, decoder(encoder(source)), name="converter")
 
 
-def _build_discriminator(config: PLDTConfig, channels: int, name: str) -> keras.Model:
+def _build_discriminator(
+    config: PLDTConfig, channels: int, name: str, patches: bool = False
+) -> keras.Model:
     size = config.image_size
     inputs = keras.Input((size, size, channels), name="pair" if channels == 6 else "image")
+    stages = stage_widths(size, config.base_filters)
     x = _conv_stack(
         inputs,
         config,
         spectral_norm=config.spectral_norm,
         dropout=config.discriminator_dropout,
         grouped=True,
+        widths=stages[:-1] if patches else stages,
     )
-    conv = layers.Conv2D(1, 4, padding="valid", kernel_initializer=_init(config), name="conv_out")
+    out = dict(kernel_size=3, padding="same") if patches else dict(kernel_size=4, padding="valid")
+    conv = layers.Conv2D(1, **out, kernel_initializer=_init(config), name="conv_out")
     if config.spectral_norm:
         conv = layers.SpectralNormalization(conv, name="sn_conv_out")
     x = conv(x)
@@ -242,8 +254,15 @@ def _build_discriminator(config: PLDTConfig, channels: int, name: str) -> keras.
 
 
 def build_real_fake_discriminator(config: PLDTConfig) -> keras.Model:
-    """D_R (Table 1a, middle column): image -> logit of 'real product image'."""
-    return _build_discriminator(config, 3, "real_fake_discriminator")
+    """D_R (Table 1a, middle column): image -> logit of 'real product image'.
+
+    With `config.real_fake_patches`, a PatchGAN (pix2pix, Isola et al. 2017) instead: the last
+    stride-2 stage and the 4x4 valid conv give way to a 3x3 conv on the 8x8 map, one logit per
+    overlapping 45 x 45 px patch, so D_R judges local texture and edges.
+    """
+    return _build_discriminator(
+        config, 3, "real_fake_discriminator", patches=config.real_fake_patches
+    )
 
 
 def build_domain_discriminator(config: PLDTConfig) -> keras.Model:

@@ -48,6 +48,10 @@ METHODS: dict[str, dict[str, Any]] = {
     "robust+dropout": {**_ROBUST_TRANSPOSED, "discriminator_dropout": 0.2},
     "robust+EMA": {**_ROBUST_TRANSPOSED, "ema_decay": 0.9},
     "robust+resize+lowpass4": {**ROBUST, "reconstruction_lowpass": 4},
+    # Session 3: on top of the robust preset (resize decoder).
+    "robust+identity": {**ROBUST, "identity_weight": 100.0},
+    "robust+patchD": {**ROBUST, "real_fake_patches": True},
+    "robust+identity+patchD": {**ROBUST, "identity_weight": 100.0, "real_fake_patches": True},
 }
 DEFAULT_METHODS = ("C+RF", "C+MSE", "C+RF+DD-Neg", "C+RF+DD")
 #: The method whose domain discriminator scores "Retrieval by DD-score" (Table 2).

@@ -119,3 +119,22 @@ def test_resize_upsampling_has_table1_sizes_and_no_checkerboard():
         out = _upsample(cfg, 4, "stage", use_bias=False)(flat).numpy()[0, 3:-3, 3:-3]
         spread = float(np.ptp(out, axis=(0, 1)).max())
         assert (spread > 1e-3) == checkerboard, (cfg.upsampling, spread)
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_patch_real_fake_discriminator_judges_local_patches(size):
+    cfg = PLDTConfig(image_size=size, base_filters=4, real_fake_patches=True)
+    d_r = build_real_fake_discriminator(cfg)
+    assert d_r.output_shape == (None, 64)  # an 8 x 8 grid of patch logits at any size
+    w = expected_widths(size, 4)[:-1]  # the last stride-2 stage is dropped
+    params = conv(5, 3, w[0], True)
+    for a, b in zip(w[:-1], w[1:], strict=True):
+        params += conv(5, a, b, False) + bn(b)
+    assert d_r.count_params() == params + conv(3, w[-1], 1, True)
+    # Locality: a change in the top-left corner moves only the logits of the patches seeing it.
+    x = np.zeros((1, size, size, 3), "float32")
+    y = x.copy()
+    y[0, :4, :4] = 1.0
+    moved = np.abs(d_r(y).numpy() - d_r(x).numpy()).reshape(8, 8) > 1e-7
+    assert moved[0, 0] and not moved[-1, -1] and moved.sum() < 64
+    assert build_domain_discriminator(cfg).output_shape == (None, 1)  # D_A stays global
