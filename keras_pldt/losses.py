@@ -93,11 +93,15 @@ def pixel_l1(generated, target, lowpass: int = 1):
     return tf.reduce_mean(tf.abs(generated - target))
 
 
-def identity_l1(converter, target, training: bool):
+def identity_l1(converter, target):
     """The identity term of domain transfer networks (Taigman et al. 2017, L_TID; CycleGAN's
     identity loss): a product image given as the source should convert to itself,
-    E |C(I_T) - I_T|. It trains the decoder to draw every product image sharply from its code."""
-    return pixel_l1(converter(target, training=training), target)
+    E |C(I_T) - I_T|. It trains the decoder to draw every product image sharply from its code.
+
+    The converter runs in inference mode here (batch norm with its moving statistics, which
+    it does not update), as deployed: product-image batches must not shift the statistics
+    that sources are normalised with. Gradients still reach every weight."""
+    return pixel_l1(converter(target, training=False), target)
 
 
 def accuracy(logits, positive: bool):

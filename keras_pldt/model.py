@@ -347,7 +347,7 @@ class PLDT(keras.Model):
         cfg = self.config
         loss = self._adversarial_objective(source, target, generated, training)
         if cfg.identity_weight:
-            loss += cfg.identity_weight * losses.identity_l1(self.converter, target, training)
+            loss += cfg.identity_weight * losses.identity_l1(self.converter, target)
         return loss
 
     def _adversarial_objective(self, source, target, generated, training: bool):
