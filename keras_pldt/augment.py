@@ -1,4 +1,6 @@
-"""Differentiable augmentation (DiffAugment; Zhao et al., NeurIPS 2020) of discriminator inputs.
+"""Augmentation for small data: DiffAugment of discriminator inputs, classic source augmentation.
+
+**DiffAugment** (Zhao et al., NeurIPS 2020), :func:`diff_augment`:
 
 Every image a discriminator sees, real or generated, in its update and in the converter's, goes
 through the same random, differentiable transformations, so that a discriminator trained on little
@@ -6,13 +8,20 @@ data cannot memorise it. Images are `[B, H, W, 3k]` in [-1, 1]; a D_A pair (k = 
 target stacked on channels) gets *one* transformation for both images, so the pair stays aligned.
 Policies: `color` (brightness, saturation, contrast), `translation` (up to 1/8 of the size, white
 fill), `cutout` (a square of half the size set to grey).
+
+**Source augmentation**, :func:`source_augmenter`: the converter's input photos (and with them
+the sources of D_A's pairs) are flipped and cropped at random in each training step, so a
+converter trained on a few hundred photos sees a new view of each every epoch instead of
+memorising them. Targets are left alone: the product image stays the canonical view.
 """
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 POLICIES = ("color", "translation", "cutout")
+SOURCE_POLICIES = ("flip", "crop")
 
 
 def _color(x, groups: int):
@@ -85,3 +94,28 @@ def diff_augment(x, policy: str):
         else:
             x = _cutout(x)
     return x
+
+
+def source_augmenter(policy: str, seed: int | None = None) -> keras.Sequential | None:
+    """Keras preprocessing layers for the comma-separated source `policy` (None when empty).
+
+    `flip`: horizontal mirror with probability 1/2. `crop`: zoom in by up to 25% and shift by up
+    to 10% of the size (reflected borders): a random crop of the photo, resized back.
+    """
+    names = tuple(p for p in policy.split(",") if p)
+    unknown = set(names) - set(SOURCE_POLICIES)
+    if unknown:
+        raise ValueError(
+            f"unknown source augmentation {sorted(unknown)}; choose from {SOURCE_POLICIES}"
+        )
+    if not names:
+        return None
+    stages = []
+    if "flip" in names:
+        stages.append(keras.layers.RandomFlip("horizontal", seed=seed, name="flip"))
+    if "crop" in names:
+        stages += [
+            keras.layers.RandomZoom((-0.25, 0.0), fill_mode="reflect", seed=seed, name="zoom"),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed, name="shift"),
+        ]
+    return keras.Sequential(stages, name="source_augmenter")

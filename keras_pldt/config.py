@@ -53,6 +53,7 @@ class PLDTConfig:
     real_fake_patches: bool = False
     r1_weight: float = 0.0
     diff_augment: str = ""
+    source_augment: str = ""
     discriminator_dropout: float = 0.0
     discriminator_lr_multiplier: float = 1.0
     ema_decay: float = 0.0
@@ -117,6 +118,9 @@ class PLDTConfig:
             raise ValueError(
                 f"discriminator_dropout must be in [0, 1), got {self.discriminator_dropout}"
             )
+        unknown = set(filter(None, self.source_augment.split(","))) - {"flip", "crop"}
+        if unknown:
+            raise ValueError(f"source_augment takes flip,crop; unknown: {sorted(unknown)}")
         unknown = set(filter(None, self.diff_augment.split(","))) - {
             "color",
             "translation",

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from keras_pldt import losses
-from keras_pldt.augment import diff_augment
+from keras_pldt.augment import diff_augment, source_augmenter
 from keras_pldt.config import PLDTConfig
 from keras_pldt.networks import (
     batch_norm_groups,
@@ -78,6 +78,9 @@ class PLDT(keras.Model):
                 )
                 for i, w in enumerate(self.converter.weights)
             ]
+        self.source_augmenter = source_augmenter(cfg.source_augment, cfg.seed)
+        if self.source_augmenter is not None:
+            self.source_augmenter.build((None, cfg.image_size, cfg.image_size, 3))
         self._domain_features = None
         if cfg.uses_domain and cfg.feature_matching_weight:
             d_a = self.domain_discriminator
@@ -379,6 +382,8 @@ class PLDT(keras.Model):
     def train_step(self, data):
         """Algorithm 1: update D_R, then D_A, then the converter against the updated D_R, D_A."""
         source, target, unassociated = self._unpack(data)
+        if self.source_augmenter is not None:
+            source = tf.cast(self.source_augmenter(source, training=True), source.dtype)
         with tf.GradientTape() as tape:
             generated = self.converter(source, training=True)
             with tape.stop_recording():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_pldt.augment import diff_augment, parse_policy
+from keras_pldt.augment import diff_augment, parse_policy, source_augmenter
 
 
 def images(n=4, size=16, channels=3, seed=0):
@@ -57,3 +57,29 @@ def test_is_differentiable():
 def test_unknown_policy():
     with pytest.raises(ValueError, match="blur"):
         parse_policy("color,blur")
+
+
+def test_source_flip_mirrors_and_inference_is_identity():
+    x = images(n=16, size=16)
+    flip = source_augmenter("flip", seed=0)
+    y = flip(x, training=True).numpy()
+    mirrored = [np.allclose(a, b[:, ::-1]) for a, b in zip(y, x.numpy(), strict=True)]
+    kept = [np.allclose(a, b) for a, b in zip(y, x.numpy(), strict=True)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True))
+    assert any(mirrored) and any(kept)  # each image flipped with probability 1/2
+    np.testing.assert_array_equal(flip(x, training=False).numpy(), x.numpy())
+
+
+def test_source_crop_zooms_in():
+    # A centred square grows under a zoom-in crop (never shrinks: zoom factors are in [0.75, 1]).
+    x = -np.ones((8, 32, 32, 3), "float32")
+    x[:, 12:20, 12:20] = 1.0
+    y = source_augmenter("crop", seed=0)(tf.constant(x), training=True).numpy()
+    area = (y[..., 0] > 0).sum(axis=(1, 2))
+    assert area.min() >= 60 and area.max() > 80  # 8 x 8 = 64 before
+
+
+def test_source_augmenter_policies():
+    assert source_augmenter("") is None
+    with pytest.raises(ValueError, match="unknown source augmentation"):
+        source_augmenter("flip,rotate")

@@ -117,8 +117,9 @@ def test_neg_variant_never_uses_unassociated_targets():
     assert float(a[0]) == float(b[0])
 
 
-def test_save_load_round_trip(tmp_path):
-    model = PLDT(PLDTConfig(variant="rf+dd", **TINY))
+@pytest.mark.parametrize("extra", [{}, {"source_augment": "flip,crop"}])
+def test_save_load_round_trip(tmp_path, extra):
+    model = PLDT(PLDTConfig(variant="rf+dd", **TINY, **extra))
     model.compile()
     model.fit(toy_dataset(32, 32, 16), steps_per_epoch=2, epochs=1, verbose=0)
     path = tmp_path / "pldt.keras"
@@ -279,3 +280,18 @@ def test_identity_term_teaches_the_converter_to_copy_product_images():
     fast = dict(steps=30, variant="mse", learning_rate=2e-3)
     copy, plain = trained_model(identity_weight=4.0, **fast), trained_model(**fast)
     assert identity_error(copy) < 0.7 * identity_error(plain)
+
+
+def test_source_augmentation_changes_training_sources_only():
+    # The same batch gives different converter updates with source augmentation; inference
+    # (predict, test_step) sees the photos as they are.
+    batch = one_batch()
+    plain, augmented = trained_model(steps=0), trained_model(steps=0, source_augment="flip,crop")
+    for name in plain.networks:
+        augmented.networks[name].set_weights(plain.networks[name].get_weights())
+    np.testing.assert_allclose(plain(batch["source"]), augmented(batch["source"]), atol=1e-6)
+    plain.train_step(batch)
+    augmented.train_step(batch)
+    moved = [np.abs(a - b).max() for a, b in zip(weights(plain.converter),
+                                                 weights(augmented.converter), strict=True)]  # fmt: skip
+    assert max(moved) > 1e-6
