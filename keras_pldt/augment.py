@@ -10,9 +10,9 @@ Policies: `color` (brightness, saturation, contrast), `translation` (up to 1/8 o
 fill), `cutout` (a square of half the size set to grey).
 
 **Source augmentation**, :func:`source_augmenter`: the converter's input photos (and with them
-the sources of D_A's pairs) are flipped and cropped at random in each training step, so a
-converter trained on a few hundred photos sees a new view of each every epoch instead of
-memorising them. Targets are left alone: the product image stays the canonical view.
+the sources of D_A's pairs) are flipped, cropped, rotated and relit at random in each training
+step, so a converter trained on a few hundred photos sees a new view of each every epoch
+instead of memorising them. Targets are left alone: the product image stays the canonical view.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_pldt.config import SOURCE_AUGMENTATIONS as SOURCE_POLICIES
+
 POLICIES = ("color", "translation", "cutout")
-SOURCE_POLICIES = ("flip", "crop")
 
 
 def _color(x, groups: int):
@@ -101,6 +102,8 @@ def source_augmenter(policy: str, seed: int | None = None) -> keras.Sequential |
 
     `flip`: horizontal mirror with probability 1/2. `crop`: zoom in by up to 25% and shift by up
     to 10% of the size (reflected borders): a random crop of the photo, resized back.
+    `rotate`: rotation by up to +-10 degrees (reflected borders). `light`: brightness and
+    contrast changed by up to 20% (hue and saturation, the product's colour, are kept).
     """
     names = tuple(p for p in policy.split(",") if p)
     unknown = set(names) - set(SOURCE_POLICIES)
@@ -117,5 +120,12 @@ def source_augmenter(policy: str, seed: int | None = None) -> keras.Sequential |
         stages += [
             keras.layers.RandomZoom((-0.25, 0.0), fill_mode="reflect", seed=seed, name="zoom"),
             keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed, name="shift"),
+        ]
+    if "rotate" in names:
+        stages.append(keras.layers.RandomRotation(10 / 360, fill_mode="reflect", seed=seed))
+    if "light" in names:
+        stages += [
+            keras.layers.RandomBrightness(0.2, value_range=(-1.0, 1.0), seed=seed),
+            keras.layers.RandomContrast(0.2, value_range=(-1.0, 1.0), seed=seed),
         ]
     return keras.Sequential(stages, name="source_augmenter")

@@ -17,6 +17,8 @@ VARIANTS = ("rf+dd", "rf", "mse", "rf+dd-neg")
 
 ADVERSARIAL_LOSSES = ("bce", "hinge", "lsgan")
 PRECISIONS = ("float32", "bfloat16", "mixed_float16")
+SOURCE_AUGMENTATIONS = ("flip", "crop", "rotate", "light")
+"""Policies of `source_augment`: random views of the converter's training photos."""
 UPSAMPLINGS = ("transposed", "resize")
 """Decoder x2 stages: Table 1b's transposed convs, or nearest-neighbour resize + conv."""
 
@@ -118,9 +120,11 @@ class PLDTConfig:
             raise ValueError(
                 f"discriminator_dropout must be in [0, 1), got {self.discriminator_dropout}"
             )
-        unknown = set(filter(None, self.source_augment.split(","))) - {"flip", "crop"}
+        unknown = set(filter(None, self.source_augment.split(","))) - set(SOURCE_AUGMENTATIONS)
         if unknown:
-            raise ValueError(f"source_augment takes flip,crop; unknown: {sorted(unknown)}")
+            raise ValueError(
+                f"source_augment takes {','.join(SOURCE_AUGMENTATIONS)}; unknown: {sorted(unknown)}"
+            )
         unknown = set(filter(None, self.diff_augment.split(","))) - {
             "color",
             "translation",

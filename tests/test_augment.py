@@ -82,4 +82,22 @@ def test_source_crop_zooms_in():
 def test_source_augmenter_policies():
     assert source_augmenter("") is None
     with pytest.raises(ValueError, match="unknown source augmentation"):
-        source_augmenter("flip,rotate")
+        source_augmenter("flip,blur")
+
+
+def test_source_rotate_and_light_stay_in_range_and_change_the_photo():
+    x = images(n=8, size=16)
+    for policy in ("rotate", "light"):
+        y = source_augmenter(policy, seed=1)(x, training=True).numpy()
+        assert y.shape == x.shape and np.abs(y).max() <= 1.0 + 1e-6
+        assert np.abs(y - x.numpy()).mean() > 1e-3, policy
+        np.testing.assert_array_equal(source_augmenter(policy)(x, training=False).numpy(), x)
+
+
+def test_source_light_keeps_the_colour_order():
+    # Brightness and contrast move every channel alike: a red pixel stays reddest.
+    x = np.zeros((16, 8, 8, 3), "float32")
+    x[..., 0], x[..., 1], x[..., 2] = 0.4, -0.2, -0.5
+    y = source_augmenter("light", seed=3)(tf.constant(x), training=True).numpy()
+    assert (y[..., 0] >= y[..., 1]).all() and (y[..., 1] >= y[..., 2]).all()
+    assert np.abs(y - x).max() > 0.02
