@@ -50,6 +50,7 @@ class PLDTConfig:
     spectral_norm: bool = False
     reconstruction_weight: float = 0.0
     reconstruction_lowpass: int = 1
+    ssim_weight: float = 0.0
     feature_matching_weight: float = 0.0
     identity_weight: float = 0.0
     real_fake_patches: bool = False
@@ -111,7 +112,12 @@ class PLDTConfig:
             raise ValueError(
                 f"reconstruction_lowpass must be >= 1 and divide image_size, got {lowpass}"
             )
-        for name in ("reconstruction_weight", "feature_matching_weight", "identity_weight"):
+        for name in (
+            "reconstruction_weight",
+            "ssim_weight",
+            "feature_matching_weight",
+            "identity_weight",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -375,6 +375,8 @@ class PLDT(keras.Model):
             loss += cfg.reconstruction_weight * losses.pixel_l1(
                 generated, target, cfg.reconstruction_lowpass
             )
+        if cfg.ssim_weight:
+            loss += cfg.ssim_weight * losses.ssim_loss(generated, target)
         if self._domain_features is not None:
             loss += cfg.feature_matching_weight * matching
         return loss

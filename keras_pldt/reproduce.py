@@ -54,6 +54,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "robust+identity+patchD": {**ROBUST, "identity_weight": 100.0, "real_fake_patches": True},
     "robust+srcaug": {**ROBUST, "source_augment": "flip,crop"},
     "robust+srcaug4": {**ROBUST, "source_augment": "flip,crop,rotate,light"},
+    "robust+ssim": {**ROBUST, "ssim_weight": 100.0},
 }
 DEFAULT_METHODS = ("C+RF", "C+MSE", "C+RF+DD-Neg", "C+RF+DD")
 #: The method whose domain discriminator scores "Retrieval by DD-score" (Table 2).

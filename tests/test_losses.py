@@ -59,3 +59,14 @@ def test_lowpass_l1_ignores_detail_finer_than_its_blocks():
     assert float(losses.pixel_l1(detailed, target, lowpass=2)) < 1e-6
     shifted = target + 0.25  # a colour change is still penalised in full
     np.testing.assert_allclose(float(losses.pixel_l1(shifted, target, lowpass=4)), 0.25, rtol=1e-5)
+
+
+def test_ssim_loss_prefers_contrast_to_blur_at_equal_l1():
+    rng = np.random.default_rng(0)
+    target = tf.constant(rng.uniform(-0.5, 0.5, (2, 32, 32, 3)).astype("float32"))
+    blurred = tf.nn.avg_pool2d(target, 5, 1, "SAME")
+    l1 = float(losses.pixel_l1(blurred, target))
+    shifted = tf.clip_by_value(target + l1, -1.0, 1.0)  # same structure, brightness moved
+    assert float(losses.ssim_loss(target, target)) < 1e-5
+    assert abs(float(losses.pixel_l1(shifted, target)) - l1) < 1e-4
+    assert float(losses.ssim_loss(blurred, target)) > 2 * float(losses.ssim_loss(shifted, target))
