@@ -181,6 +181,9 @@ ROBUST: dict[str, Any] = {
     # Nearest-neighbour x2 + conv in the decoder instead of transposed convs: no checkerboard,
     # C-SSIM 0.485 vs 0.440 on grocery_val (two seeds).
     "upsampling": "resize",
+    # Random flips and crops of the converter's training photos: with a few hundred photos the
+    # converter otherwise memorises them (train RMSE 0.09, test 0.19).
+    "source_augment": "flip,crop",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -25,7 +25,9 @@ import numpy as np
 
 from keras_pldt.config import ROBUST
 
-_ROBUST_TRANSPOSED = {**ROBUST, "upsampling": "transposed"}
+#: The robust preset of session 2 (no source augmentation): the base of the first ablation.
+_ROBUST_NOAUG = {**ROBUST, "source_augment": ""}
+_ROBUST_TRANSPOSED = {**_ROBUST_NOAUG, "upsampling": "transposed"}
 
 #: Method label -> PLDTConfig overrides (on top of the shared settings). Table 2's converters.
 METHODS: dict[str, dict[str, Any]] = {
@@ -35,8 +37,16 @@ METHODS: dict[str, dict[str, Any]] = {
     "C+RF+DD": {"variant": "rf+dd"},
     # Beyond the paper (issue 10): one line per recipe; run with --variants C+RF+DD+robust.
     "C+RF+DD+robust": {"variant": "rf+dd", **ROBUST},
-    # The ablation of docs/results.md: single switches on top of the robust recipe with Table
-    # 1's transposed-conv decoder (the recipe the ablation started from).
+    # Controls: C+MSE with the preset's source augmentation; the preset without it.
+    "C+MSE+srcaug": {"variant": "mse", "source_augment": ROBUST["source_augment"]},
+    "robust(no-srcaug)": _ROBUST_NOAUG,
+    # Single switches on top of the preset (docs/results.md, "ablation on the preset").
+    "robust+ssim": {**ROBUST, "ssim_weight": 100.0},
+    "robust+patchD": {**ROBUST, "real_fake_patches": True},
+    "robust+L1x0.3": {**ROBUST, "reconstruction_weight": 30.0},
+    "robust+srcaug4": {**ROBUST, "source_augment": "flip,crop,rotate,light"},
+    # The first ablation: single switches on top of the session-2 recipe with Table 1's
+    # transposed-conv decoder (the recipe that ablation started from), then on the resize one.
     "robust(transposed)": _ROBUST_TRANSPOSED,
     "C+RF+DD+L1": {"variant": "rf+dd", "reconstruction_weight": 100.0},
     "robust+lowpass4": {**_ROBUST_TRANSPOSED, "reconstruction_lowpass": 4},
@@ -47,14 +57,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "robust+TTUR": {**_ROBUST_TRANSPOSED, "discriminator_lr_multiplier": 2.0},
     "robust+dropout": {**_ROBUST_TRANSPOSED, "discriminator_dropout": 0.2},
     "robust+EMA": {**_ROBUST_TRANSPOSED, "ema_decay": 0.9},
-    "robust+resize+lowpass4": {**ROBUST, "reconstruction_lowpass": 4},
-    # Session 3: on top of the robust preset (resize decoder).
-    "robust+identity": {**ROBUST, "identity_weight": 100.0},
-    "robust+patchD": {**ROBUST, "real_fake_patches": True},
-    "robust+identity+patchD": {**ROBUST, "identity_weight": 100.0, "real_fake_patches": True},
-    "robust+srcaug": {**ROBUST, "source_augment": "flip,crop"},
-    "robust+srcaug4": {**ROBUST, "source_augment": "flip,crop,rotate,light"},
-    "robust+ssim": {**ROBUST, "ssim_weight": 100.0},
+    "robust+resize+lowpass4": {**_ROBUST_NOAUG, "reconstruction_lowpass": 4},
+    "robust(no-srcaug)+identity": {**_ROBUST_NOAUG, "identity_weight": 100.0},
 }
 DEFAULT_METHODS = ("C+RF", "C+MSE", "C+RF+DD-Neg", "C+RF+DD")
 #: The method whose domain discriminator scores "Retrieval by DD-score" (Table 2).

@@ -32,6 +32,7 @@ def test_robust_preset_keeps_the_paper_and_adds_switches():
         "diff_augment",
         "feature_matching_weight",
         "upsampling",
+        "source_augment",
     }
     assert robust["variant"] == "rf+dd"  # the domain discriminator stays
 

@@ -58,3 +58,14 @@ def test_reproduce_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert R.main(["--out", str(tmp_path / "o"), "--variants", "bogus"]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_every_method_line_is_a_valid_config_and_its_own_folder():
+    from keras_pldt.config import get_preset
+
+    base = get_preset("paper")
+    configs = {label: R.method_config(base, label) for label in R.METHODS}
+    assert len({R.slug(label) for label in R.METHODS}) == len(R.METHODS)
+    assert configs["C+RF+DD+robust"] == get_preset("robust")
+    assert not configs["robust(no-srcaug)"].source_augment
+    assert configs["C+MSE+srcaug"].source_augment == get_preset("robust").source_augment
