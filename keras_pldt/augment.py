@@ -9,7 +9,7 @@ target stacked on channels) gets *one* transformation for both images, so the pa
 Policies: `color` (brightness, saturation, contrast), `translation` (up to 1/8 of the size, white
 fill), `cutout` (a square of half the size set to grey).
 
-**Source augmentation**, :func:`source_augmenter`: the converter's input photos (and with them
+**Source augmentation**, :func:`augment_sources`: the converter's input photos (and with them
 the sources of D_A's pairs) are flipped, cropped, rotated and relit at random in each training
 step, so a converter trained on a few hundred photos sees a new view of each every epoch
 instead of memorising them. Targets are left alone: the product image stays the canonical view.
@@ -97,35 +97,58 @@ def diff_augment(x, policy: str):
     return x
 
 
-def source_augmenter(policy: str, seed: int | None = None) -> keras.Sequential | None:
-    """Keras preprocessing layers for the comma-separated source `policy` (None when empty).
-
-    `flip`: horizontal mirror with probability 1/2. `crop`: zoom in by up to 25% and shift by up
-    to 10% of the size (reflected borders): a random crop of the photo, resized back.
-    `rotate`: rotation by up to +-10 degrees (reflected borders). `light`: brightness and
-    contrast changed by up to 20% (hue and saturation, the product's colour, are kept).
-    """
+def parse_source_policy(policy: str) -> tuple[str, ...]:
     names = tuple(p for p in policy.split(",") if p)
     unknown = set(names) - set(SOURCE_POLICIES)
     if unknown:
         raise ValueError(
             f"unknown source augmentation {sorted(unknown)}; choose from {SOURCE_POLICIES}"
         )
+    return names
+
+
+def augment_sources(images, policy: str, seed):
+    """Random views of source photos `[B, S, S, 3]` in [-1, 1] for the comma-separated `policy`.
+
+    Stateless: the same `seed` (a `[2]` integer tensor; `PLDT` uses the run's seed and the step)
+    gives the same views, so a resumed run sees exactly the views an uninterrupted one would.
+    `flip`: horizontal mirror with probability 1/2. `crop`: zoom in by up to 25% and shift by up
+    to 10% of the size (a random crop of the photo, resized back). `rotate`: up to +-10 degrees.
+    The geometric policies are one `keras.ops.image.affine_transform` (reflected borders).
+    `light`: brightness shifted by up to 20% of the range and contrast scaled by 0.8-1.2, the
+    same for the three channels (the product's colour is kept).
+    """
+    names = parse_source_policy(policy)
     if not names:
-        return None
-    stages = []
+        return images
+    x = tf.cast(images, tf.float32)
+    batch, size = tf.shape(x)[0], float(x.shape[1])
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 6)
+
+    def uniform(i, low, high, shape=None):
+        return tf.random.stateless_uniform(shape or [batch], seeds[i], low, high)
+
     if "flip" in names:
-        stages.append(keras.layers.RandomFlip("horizontal", seed=seed, name="flip"))
-    if "crop" in names:
-        stages += [
-            keras.layers.RandomZoom((-0.25, 0.0), fill_mode="reflect", seed=seed, name="zoom"),
-            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed, name="shift"),
-        ]
-    if "rotate" in names:
-        stages.append(keras.layers.RandomRotation(10 / 360, fill_mode="reflect", seed=seed))
+        flip = uniform(0, 0.0, 1.0) < 0.5
+        x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
+    if "crop" in names or "rotate" in names:
+        crop = "crop" in names
+        scale = uniform(1, 0.75, 1.0) if crop else tf.ones([batch])
+        shift = uniform(2, -0.1 * size, 0.1 * size, [batch, 2]) if crop else tf.zeros([batch, 2])
+        angle = uniform(3, -10.0, 10.0) * (3.141592653589793 / 180.0)
+        angle = angle if "rotate" in names else tf.zeros([batch])
+        # Output pixel (x, y) samples input s R (p - c) + c + t, about the centre c.
+        c = (size - 1.0) / 2.0
+        cos, sin = scale * tf.cos(angle), scale * tf.sin(angle)
+        transform = tf.stack(
+            [cos, -sin, c - cos * c + sin * c + shift[:, 0],
+             sin, cos, c - sin * c - cos * c + shift[:, 1],
+             tf.zeros([batch]), tf.zeros([batch])], axis=1,
+        )  # fmt: skip
+        x = keras.ops.image.affine_transform(x, transform, "bilinear", fill_mode="reflect")
     if "light" in names:
-        stages += [
-            keras.layers.RandomBrightness(0.2, value_range=(-1.0, 1.0), seed=seed),
-            keras.layers.RandomContrast(0.2, value_range=(-1.0, 1.0), seed=seed),
-        ]
-    return keras.Sequential(stages, name="source_augmenter")
+        delta = uniform(4, -0.4, 0.4)[:, None, None, None]
+        factor = uniform(5, 0.8, 1.2)[:, None, None, None]
+        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+        x = tf.clip_by_value((x - mean) * factor + mean + delta, -1.0, 1.0)
+    return tf.cast(x, images.dtype)

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from keras_pldt import losses
-from keras_pldt.augment import diff_augment, source_augmenter
+from keras_pldt.augment import augment_sources, diff_augment
 from keras_pldt.config import PLDTConfig
 from keras_pldt.networks import (
     batch_norm_groups,
@@ -78,9 +78,6 @@ class PLDT(keras.Model):
                 )
                 for i, w in enumerate(self.converter.weights)
             ]
-        self.source_augmenter = source_augmenter(cfg.source_augment, cfg.seed)
-        if self.source_augmenter is not None:
-            self.source_augmenter.build((None, cfg.image_size, cfg.image_size, 3))
         self._domain_features = None
         if cfg.uses_domain and cfg.feature_matching_weight:
             d_a = self.domain_discriminator
@@ -384,8 +381,8 @@ class PLDT(keras.Model):
     def train_step(self, data):
         """Algorithm 1: update D_R, then D_A, then the converter against the updated D_R, D_A."""
         source, target, unassociated = self._unpack(data)
-        if self.source_augmenter is not None:
-            source = tf.cast(self.source_augmenter(source, training=True), source.dtype)
+        if self.config.source_augment:
+            source = augment_sources(source, self.config.source_augment, self._step_seed())
         with tf.GradientTape() as tape:
             generated = self.converter(source, training=True)
             with tape.stop_recording():
@@ -401,6 +398,15 @@ class PLDT(keras.Model):
         if self._ema_weights:
             self._update_ema()
         return self._track(loss, generated, target, real_fake, domain)
+
+    def _step_seed(self):
+        """A `[2]` seed from the run's seed, the step and the replica: random draws that a
+        resumed run repeats exactly."""
+        replica = tf.distribute.get_replica_context()
+        replica_id = replica.replica_id_in_sync_group if replica is not None else 0
+        step = tf.cast(self.converter_optimizer.iterations, tf.int64)
+        stream = step * 1024 + tf.cast(replica_id, tf.int64)
+        return tf.stack([tf.constant(self.config.seed, tf.int64), stream])
 
     def _update_ema(self):
         """ema <- decay * ema + (1 - decay) * w for the converter's weights (BN statistics too)."""
