@@ -50,13 +50,13 @@ class PLDTConfig:
     spectral_norm: bool = False
     reconstruction_weight: float = 0.0
     reconstruction_lowpass: int = 1
-    ssim_weight: float = 0.0
+    ssim_weight: float = 0.0  # weight of 1 - C-SSIM to the associated target (losses.ssim_loss)
     feature_matching_weight: float = 0.0
     identity_weight: float = 0.0
     real_fake_patches: bool = False
     r1_weight: float = 0.0
     diff_augment: str = ""
-    source_augment: str = ""
+    source_augment: str = ""  # random views of the training sources: flip,crop,rotate,light
     discriminator_dropout: float = 0.0
     discriminator_lr_multiplier: float = 1.0
     ema_decay: float = 0.0
