@@ -33,6 +33,7 @@ def test_robust_preset_keeps_the_paper_and_adds_switches():
         "feature_matching_weight",
         "upsampling",
         "source_augment",
+        "batch_size",
     }
     assert robust["variant"] == "rf+dd"  # the domain discriminator stays
 

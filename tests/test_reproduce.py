@@ -66,6 +66,7 @@ def test_every_method_line_is_a_valid_config_and_its_own_folder():
     base = get_preset("paper")
     configs = {label: R.method_config(base, label) for label in R.METHODS}
     assert len({R.slug(label) for label in R.METHODS}) == len(R.METHODS)
-    assert configs["C+RF+DD+robust"] == get_preset("robust")
+    # The preset's method line, at the batch size docs/results.md measured it with.
+    assert configs["C+RF+DD+robust"].replace(batch_size=32) == get_preset("robust")
     assert not configs["robust(no-srcaug)"].source_augment
     assert configs["C+MSE+srcaug"].source_augment == get_preset("robust").source_augment
