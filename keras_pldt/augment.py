@@ -17,12 +17,13 @@ instead of memorising them. Targets are left alone: the product image stays the 
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
-from keras_pldt.config import SOURCE_AUGMENTATIONS as SOURCE_POLICIES
-
-POLICIES = ("color", "translation", "cutout")
+from keras_pldt.config import DIFF_AUGMENTATIONS as POLICIES
+from keras_pldt.config import SOURCE_AUGMENTATIONS, policy_names
 
 
 def _color(x, groups: int):
@@ -74,11 +75,7 @@ def _cutout(x, ratio: float = 0.5):
 
 
 def parse_policy(policy: str) -> tuple[str, ...]:
-    names = tuple(p for p in policy.split(",") if p)
-    unknown = set(names) - set(POLICIES)
-    if unknown:
-        raise ValueError(f"unknown DiffAugment policy {sorted(unknown)}; choose from {POLICIES}")
-    return names
+    return policy_names(policy, POLICIES, "DiffAugment policy")
 
 
 def diff_augment(x, policy: str):
@@ -97,16 +94,6 @@ def diff_augment(x, policy: str):
     return x
 
 
-def parse_source_policy(policy: str) -> tuple[str, ...]:
-    names = tuple(p for p in policy.split(",") if p)
-    unknown = set(names) - set(SOURCE_POLICIES)
-    if unknown:
-        raise ValueError(
-            f"unknown source augmentation {sorted(unknown)}; choose from {SOURCE_POLICIES}"
-        )
-    return names
-
-
 def augment_sources(images, policy: str, seed):
     """Random views of source photos `[B, S, S, 3]` in [-1, 1] for the comma-separated `policy`.
 
@@ -118,7 +105,7 @@ def augment_sources(images, policy: str, seed):
     `light`: brightness shifted by up to 20% of the range and contrast scaled by 0.8-1.2, the
     same for the three channels (the product's colour is kept).
     """
-    names = parse_source_policy(policy)
+    names = policy_names(policy, SOURCE_AUGMENTATIONS, "source augmentation")
     if not names:
         return images
     x = tf.cast(images, tf.float32)
@@ -135,8 +122,8 @@ def augment_sources(images, policy: str, seed):
         crop = "crop" in names
         scale = uniform(1, 0.75, 1.0) if crop else tf.ones([batch])
         shift = uniform(2, -0.1 * size, 0.1 * size, [batch, 2]) if crop else tf.zeros([batch, 2])
-        angle = uniform(3, -10.0, 10.0) * (3.141592653589793 / 180.0)
-        angle = angle if "rotate" in names else tf.zeros([batch])
+        rotate = "rotate" in names
+        angle = uniform(3, -10.0, 10.0) * (math.pi / 180.0) if rotate else tf.zeros([batch])
         # Output pixel (x, y) samples input s R (p - c) + c + t, about the centre c.
         c = (size - 1.0) / 2.0
         cos, sin = scale * tf.cos(angle), scale * tf.sin(angle)

@@ -17,10 +17,22 @@ VARIANTS = ("rf+dd", "rf", "mse", "rf+dd-neg")
 
 ADVERSARIAL_LOSSES = ("bce", "hinge", "lsgan")
 PRECISIONS = ("float32", "bfloat16", "mixed_float16")
+DIFF_AUGMENTATIONS = ("color", "translation", "cutout")
+"""Policies of `diff_augment`: DiffAugment of everything the discriminators see."""
 SOURCE_AUGMENTATIONS = ("flip", "crop", "rotate", "light")
 """Policies of `source_augment`: random views of the converter's training photos."""
 UPSAMPLINGS = ("transposed", "resize")
 """Decoder x2 stages: Table 1b's transposed convs, or nearest-neighbour resize + conv."""
+
+
+def policy_names(policy: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """The names in a comma-separated augmentation `policy`; ValueError naming `what` and the
+    unknown names otherwise."""
+    names = tuple(p for p in policy.split(",") if p)
+    unknown = set(names) - set(allowed)
+    if unknown:
+        raise ValueError(f"unknown {what} {sorted(unknown)}; choose from {','.join(allowed)}")
+    return names
 
 
 @dataclasses.dataclass
@@ -126,20 +138,8 @@ class PLDTConfig:
             raise ValueError(
                 f"discriminator_dropout must be in [0, 1), got {self.discriminator_dropout}"
             )
-        unknown = set(filter(None, self.source_augment.split(","))) - set(SOURCE_AUGMENTATIONS)
-        if unknown:
-            raise ValueError(
-                f"source_augment takes {','.join(SOURCE_AUGMENTATIONS)}; unknown: {sorted(unknown)}"
-            )
-        unknown = set(filter(None, self.diff_augment.split(","))) - {
-            "color",
-            "translation",
-            "cutout",
-        }
-        if unknown:
-            raise ValueError(
-                f"diff_augment takes color,translation,cutout; unknown: {sorted(unknown)}"
-            )
+        policy_names(self.source_augment, SOURCE_AUGMENTATIONS, "source_augment")
+        policy_names(self.diff_augment, DIFF_AUGMENTATIONS, "diff_augment")
 
     def replace(self, **changes: Any) -> PLDTConfig:
         """A copy with `changes` applied (validated)."""

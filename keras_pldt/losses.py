@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_pldt.metrics import SSIM_SETTINGS
+from keras_pldt.metrics import ssim_tf
 
 
 def _bce(logits, label: float):
@@ -103,7 +103,7 @@ def ssim_loss(generated, target):
     on SSIM's contrast term wherever the product photo has edges, where it wins on L1.
     """
     to_unit = lambda x: (tf.cast(x, tf.float32) + 1.0) / 2.0  # noqa: E731
-    return 1.0 - tf.reduce_mean(tf.image.ssim(to_unit(generated), to_unit(target), **SSIM_SETTINGS))
+    return 1.0 - tf.reduce_mean(ssim_tf(to_unit(generated), to_unit(target)))
 
 
 def identity_l1(converter, target):

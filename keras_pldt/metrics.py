@@ -73,7 +73,9 @@ def rmse(generated, target) -> float:
     return float(np.mean(rmse_per_image(generated, target)))
 
 
-def _ssim_tf(a, b, filter_size: int = 11):
+def ssim_tf(a, b, filter_size: int = 11):
+    """Per-image C-SSIM as a (differentiable) tensor: `tf.image.ssim` with SSIM_SETTINGS, the
+    window clipped to the image size; images in [0, 1]."""
     settings = {**SSIM_SETTINGS, "filter_size": _filter_size(a, filter_size)}
     return tf.image.ssim(tf.cast(a, tf.float32), tf.cast(b, tf.float32), **settings)
 
@@ -84,7 +86,7 @@ def cssim_per_image(generated, target, filter_size: int = 11, batch: int = 256) 
     if g.shape != t.shape:
         raise ValueError(f"shapes differ: {g.shape} vs {t.shape}")
     out = [
-        _ssim_tf(g[i : i + batch], t[i : i + batch], filter_size).numpy()
+        ssim_tf(g[i : i + batch], t[i : i + batch], filter_size).numpy()
         for i in range(0, len(g), batch)
     ]
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
@@ -307,7 +309,7 @@ class CSSIM(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         t = _to_unit_tensor(y_true, self.value_range)
         g = _to_unit_tensor(y_pred, self.value_range)
-        per = _ssim_tf(g, t, self.filter_size)
+        per = ssim_tf(g, t, self.filter_size)
         self.total.assign_add(tf.reduce_sum(per))
         self.count.assign_add(tf.cast(tf.shape(per)[0], tf.float32))
 

@@ -284,8 +284,8 @@ def test_identity_term_teaches_the_converter_to_copy_product_images():
 
 
 def test_source_augmentation_changes_training_sources_only():
-    # The same batch gives different converter updates with source augmentation; inference
-    # (predict, test_step) sees the photos as they are.
+    # The same batch gives different converter updates with source augmentation; calling the
+    # model (inference) sees the photos as they are.
     batch = one_batch()
     plain, augmented = trained_model(steps=0), trained_model(steps=0, source_augment="flip,crop")
     for name in plain.networks:
