@@ -26,11 +26,11 @@ from keras_pldt.config import DIFF_AUGMENTATIONS as POLICIES
 from keras_pldt.config import SOURCE_AUGMENTATIONS, policy_names
 
 
-def _color(x, groups: int):
+def _color(x, groups: int, seeds):
     b = tf.shape(x)[0]
-    brightness = tf.random.uniform([b, 1, 1, 1], -0.5, 0.5, dtype=x.dtype)
-    saturation = tf.random.uniform([b, 1, 1, 1], 0.0, 2.0, dtype=x.dtype)
-    contrast = tf.random.uniform([b, 1, 1, 1], 0.5, 1.5, dtype=x.dtype)
+    brightness = tf.random.stateless_uniform([b, 1, 1, 1], seeds[0], -0.5, 0.5, dtype=x.dtype)
+    saturation = tf.random.stateless_uniform([b, 1, 1, 1], seeds[1], 0.0, 2.0, dtype=x.dtype)
+    contrast = tf.random.stateless_uniform([b, 1, 1, 1], seeds[2], 0.5, 1.5, dtype=x.dtype)
     out = []
     for img in tf.split(x, groups, axis=-1):
         img = img + brightness
@@ -41,12 +41,12 @@ def _color(x, groups: int):
     return tf.concat(out, axis=-1)
 
 
-def _translation(x, ratio: float = 0.125):
+def _translation(x, seeds, ratio: float = 0.125):
     b, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
     sh = tf.cast(tf.cast(h, tf.float32) * ratio + 0.5, tf.int32)
     sw = tf.cast(tf.cast(w, tf.float32) * ratio + 0.5, tf.int32)
-    dy = tf.random.uniform([b, 1], -sh, sh + 1, dtype=tf.int32)
-    dx = tf.random.uniform([b, 1], -sw, sw + 1, dtype=tf.int32)
+    dy = tf.random.stateless_uniform([b, 1], seeds[0], -sh, sh + 1, dtype=tf.int32)
+    dx = tf.random.stateless_uniform([b, 1], seeds[1], -sw, sw + 1, dtype=tf.int32)
     ys = tf.clip_by_value(
         tf.range(h)[None, :] + dy + 1, 0, h + 1
     )  # [b, h] rows of the padded image
@@ -56,12 +56,12 @@ def _translation(x, ratio: float = 0.125):
     return tf.gather(rows, xs, axis=2, batch_dims=1)
 
 
-def _cutout(x, ratio: float = 0.5):
+def _cutout(x, seeds, ratio: float = 0.5):
     b, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
     ch = tf.cast(tf.cast(h, tf.float32) * ratio + 0.5, tf.int32)
     cw = tf.cast(tf.cast(w, tf.float32) * ratio + 0.5, tf.int32)
-    cy = tf.random.uniform([b, 1, 1], 0, h + (1 - ch % 2), dtype=tf.int32)
-    cx = tf.random.uniform([b, 1, 1], 0, w + (1 - cw % 2), dtype=tf.int32)
+    cy = tf.random.stateless_uniform([b, 1, 1], seeds[0], 0, h + (1 - ch % 2), dtype=tf.int32)
+    cx = tf.random.stateless_uniform([b, 1, 1], seeds[1], 0, w + (1 - cw % 2), dtype=tf.int32)
     yy = tf.range(h)[None, :, None]
     xx = tf.range(w)[None, None, :]
     inside = (
@@ -78,19 +78,26 @@ def parse_policy(policy: str) -> tuple[str, ...]:
     return policy_names(policy, POLICIES, "DiffAugment policy")
 
 
-def diff_augment(x, policy: str):
-    """Apply the comma-separated `policy` to `x` ([B, H, W, 3k]); identity for an empty policy."""
+def diff_augment(x, policy: str, seed):
+    """Apply the comma-separated `policy` to `x` ([B, H, W, 3k]); identity for an empty policy.
+
+    Stateless like :func:`augment_sources`: the same `seed` (a `[2]` integer tensor) gives the
+    same transformations, so a resumed run repeats the draws of an uninterrupted one.
+    """
     names = parse_policy(policy)
     if not names:
         return x
     groups = int(x.shape[-1]) // 3
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3 * len(POLICIES))
     for name in names:
+        i = 3 * POLICIES.index(name)
+        draws = seeds[i : i + 3]
         if name == "color":
-            x = _color(x, groups)
+            x = _color(x, groups, draws)
         elif name == "translation":
-            x = _translation(x)
+            x = _translation(x, draws)
         else:
-            x = _cutout(x)
+            x = _cutout(x, draws)
     return x
 
 

@@ -65,6 +65,7 @@ class PLDT(keras.Model):
         )
         self.domain_discriminator = build_domain_discriminator(cfg) if cfg.uses_domain else None
         self._ema_weights = []
+        self._diff_augment_calls = 0
         if cfg.ema_decay > 0:
             # An exponential moving average of the converter's weights, for evaluation and export
             # (`ema_converter()`); "mean" aggregation so replicas can update it in a train step.
@@ -257,9 +258,17 @@ class PLDT(keras.Model):
         optimizer.apply_gradients(zip(grads, variables, strict=True))
 
     def _augment(self, images, training: bool):
-        """DiffAugment of a discriminator input in training (identity when the policy is empty)."""
+        """DiffAugment of a discriminator input in training (identity when the policy is empty).
+
+        The k-th call of a training step draws from (the step's seed, k): a resumed run
+        repeats the transformations of an uninterrupted one.
+        """
         if training and self.config.diff_augment:
-            return diff_augment(images, self.config.diff_augment)
+            self._diff_augment_calls += 1
+            seed = tf.random.experimental.stateless_fold_in(
+                self._step_seed(), self._diff_augment_calls
+            )
+            return diff_augment(images, self.config.diff_augment, seed)
         return images
 
     @property
@@ -381,6 +390,7 @@ class PLDT(keras.Model):
     def train_step(self, data):
         """Algorithm 1: update D_R, then D_A, then the converter against the updated D_R, D_A."""
         source, target, unassociated = self._unpack(data)
+        self._diff_augment_calls = 0  # numbers this step's DiffAugment draws (at trace time)
         if self.config.source_augment:
             source = augment_sources(source, self.config.source_augment, self._step_seed())
         with tf.GradientTape() as tape:

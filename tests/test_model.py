@@ -297,13 +297,22 @@ def test_source_augmentation_changes_training_sources_only():
     assert max(np.abs(a - b).max() for a, b in pairs) > 1e-6
 
 
-def test_source_augmentation_resumes_exactly(tmp_path):
-    # The views are drawn from (seed, step): a model restored from a checkpoint takes the same
-    # next step as the one that kept training (a Keras RandomFlip's state is not checkpointed).
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {"source_augment": "flip,crop,rotate,light"},
+        {"diff_augment": "color,translation,cutout", "feature_matching_weight": 1.0},
+    ],
+    ids=["source_augment", "diff_augment"],
+)
+def test_augmentation_resumes_exactly(tmp_path, switches):
+    # The random draws come from (seed, step): a model restored from a checkpoint takes the same
+    # next step as the one that kept training (a Keras RandomFlip's state, or TF's global
+    # generator, is not checkpointed).
     batch = one_batch()
-    kept = trained_model(steps=2, source_augment="flip,crop,rotate,light")
+    kept = trained_model(steps=2, **switches)
     kept.save_weights(tmp_path / "step2.weights.h5")
-    restored = trained_model(steps=0, source_augment="flip,crop,rotate,light")
+    restored = trained_model(steps=0, **switches)
     restored.load_weights(tmp_path / "step2.weights.h5")
     assert int(restored.converter_optimizer.iterations) == 2
     kept.train_step(batch)
