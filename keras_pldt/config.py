@@ -63,6 +63,7 @@ class PLDTConfig:
     reconstruction_weight: float = 0.0
     reconstruction_lowpass: int = 1
     ssim_weight: float = 0.0  # weight of 1 - C-SSIM to the associated target (losses.ssim_loss)
+    gradient_weight: float = 0.0  # edge-strength term to the target (losses.gradient_difference)
     feature_matching_weight: float = 0.0
     identity_weight: float = 0.0
     real_fake_patches: bool = False
@@ -127,6 +128,7 @@ class PLDTConfig:
         for name in (
             "reconstruction_weight",
             "ssim_weight",
+            "gradient_weight",
             "feature_matching_weight",
             "identity_weight",
         ):

@@ -46,6 +46,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "robust+L1x0.3": {**ROBUST, "reconstruction_weight": 30.0},
     "robust+srcaug4": {**ROBUST, "source_augment": "flip,crop,rotate,light"},
     "robust+flip-only": {**ROBUST, "source_augment": "flip"},
+    "robust+GDL": {**ROBUST, "gradient_weight": 100.0},
     # The first ablation: single switches on top of the session-2 recipe with Table 1's
     # transposed-conv decoder (the recipe that ablation started from), then on the resize one.
     "robust(transposed)": _ROBUST_TRANSPOSED,

@@ -70,3 +70,16 @@ def test_ssim_loss_prefers_contrast_to_blur_at_equal_l1():
     assert float(losses.ssim_loss(target, target)) < 1e-5
     assert abs(float(losses.pixel_l1(shifted, target)) - l1) < 1e-4
     assert float(losses.ssim_loss(blurred, target)) > 2 * float(losses.ssim_loss(shifted, target))
+
+
+def test_gradient_difference_penalises_blur_not_edge_polarity():
+    rng = np.random.default_rng(1)
+    target = tf.constant(rng.uniform(-0.5, 0.5, (2, 32, 32, 3)).astype("float32"))
+    assert float(losses.gradient_difference(target, target)) < 1e-7
+    # The same edges with the other side darker, or on a brighter background, cost nothing ...
+    assert float(losses.gradient_difference(-target, target)) < 1e-6
+    assert float(losses.gradient_difference(target + 0.3, target)) < 1e-6
+    # ... a blurred copy, which L1 prefers to the inverted one, costs the lost edge strength.
+    blurred = tf.nn.avg_pool2d(target, 5, 1, "SAME")
+    assert float(losses.pixel_l1(blurred, target)) < float(losses.pixel_l1(-target, target))
+    assert float(losses.gradient_difference(blurred, target)) > 0.1
