@@ -349,6 +349,7 @@ def train(
             epochs=total,
             initial_epoch=initial_epoch,
             steps_per_epoch=pipelines.steps_per_epoch,
+            shuffle=False,  # the pipeline shuffles, per (seed, epoch); Keras would only warn
             validation_data=val_ds,
             callbacks=callbacks,
             verbose=verbose,
