@@ -106,9 +106,10 @@ def resolve_methods(names) -> list[str]:
     return out
 
 
-def method_config(base, label: str):
+def method_config(base, label: str, pinned: dict[str, Any] | None = None):
+    """`base` with the method's switches, then the `pinned` fields (`--set`) over them."""
     try:
-        return base.replace(**METHODS[label])
+        return base.replace(**{**METHODS[label], **(pinned or {})})
     except (TypeError, ValueError) as e:
         raise ReproduceError(f"method {label}: {e}") from None
 
@@ -135,8 +136,11 @@ def reproduce(
     weights: str = "last",
     verbose: int = 0,
     print_fn=print,
+    pinned: dict[str, Any] | None = None,
 ) -> dict:
-    """Train (or resume / skip) each method, evaluate all, write table3.{md,json}, figure5.png."""
+    """Train (or resume / skip) each method, evaluate all, write table3.{md,json}, figure5.png.
+
+    `pinned` fields (the command's `--set`) apply to every method, over its own switches."""
     from keras_pldt import evaluate as E
     from keras_pldt.train import train
 
@@ -144,7 +148,7 @@ def reproduce(
     out.mkdir(parents=True, exist_ok=True)
     labels = resolve_methods(methods)
     run_dirs = {label: out / slug(label) for label in labels}
-    configs = {label: method_config(base_config, label) for label in labels}
+    configs = {label: method_config(base_config, label, pinned) for label in labels}
     for label in labels:
         print_fn(f"== {label}: {run_dirs[label]}")
         train(configs[label], run_dirs[label], data=data, manifest=manifest, verbose=verbose,
@@ -177,7 +181,10 @@ def reproduce(
         "image_size": base_config.image_size,
         "test_products_in_train": E.shared_products(pipelines, split),
         "settings": base_config.to_dict(),
-        "methods": {label: {"run_dir": str(run_dirs[label]), **METHODS[label]} for label in labels},
+        "methods": {
+            label: {"run_dir": str(run_dirs[label]), **METHODS[label], **(pinned or {})}
+            for label in labels
+        },
         "headline": "rmse/c_ssim against the first target image of the source's product",
     }
     result = {**info, "rows": rows}
@@ -208,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train C+RF, C+MSE, C+RF+DD-Neg and C+RF+DD with identical settings, "
         "evaluate them with retrieval by DD-score and reference rows, and write Table 3 "
         "(table3.md, table3.json) and Figure 5 (figure5.png) into --out. Re-running resumes; "
-        "finished runs are not retrained.",
+        "finished runs are not retrained. --set FIELD=VALUE applies to every method, over the "
+        "method's own switches.",
         formatter_class=DefaultsFormatter,
     )
     add_data_arguments(p)
@@ -248,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from keras_pldt.data import DataError
     from keras_pldt.evaluate import EvalError, markdown_tables
-    from keras_pldt.train import RunError
+    from keras_pldt.train import RunError, set_overrides
 
     try:
         if args.data and not Path(args.data).exists():
@@ -257,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         result = reproduce(
             config, args.out, data=args.data, manifest=args.manifest, methods=args.variants,
             split=args.split, weights=args.weights, verbose=1 if args.verbose else 0,
+            pinned=set_overrides(args.set),
         )  # fmt: skip
     except (ReproduceError, RunError, DataError, EvalError) as e:
         print(f"error: {e}", file=sys.stderr)

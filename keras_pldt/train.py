@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from keras_pldt.config import PRESETS, VARIANTS, PLDTConfig, get_preset
 
@@ -125,6 +126,21 @@ def _parse_value(field: dataclasses.Field, text: str):
         raise RunError(f"--set {field.name}: expected {kind}, got {text!r}") from None
 
 
+def set_overrides(items: list[str]) -> dict[str, Any]:
+    """The PLDTConfig fields of `--set FIELD=VALUE` items, parsed to the field's type."""
+    fields = {f.name: f for f in dataclasses.fields(PLDTConfig)}
+    overrides = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields:
+            raise RunError(
+                f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}"
+            )
+        overrides[name] = _parse_value(fields[name], value.strip())
+    return overrides
+
+
 def resolve_config(args: argparse.Namespace) -> PLDTConfig:
     """Preset, then explicit flags, then --set FIELD=VALUE."""
     preset = args.preset or ("paper" if (args.data or args.manifest) else "demo")
@@ -146,15 +162,7 @@ def resolve_config(args: argparse.Namespace) -> PLDTConfig:
         overrides["precision"] = "mixed_float16"
     elif flag("precision"):
         overrides["precision"] = args.precision
-    fields = {f.name: f for f in dataclasses.fields(PLDTConfig)}
-    for item in args.set:
-        name, sep, value = item.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep or name not in fields:
-            raise RunError(
-                f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}"
-            )
-        overrides[name] = _parse_value(fields[name], value.strip())
+    overrides.update(set_overrides(args.set))
     try:
         return get_preset(preset, **{k: v for k, v in overrides.items() if v is not None})
     except ValueError as e:

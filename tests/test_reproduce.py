@@ -70,3 +70,16 @@ def test_every_method_line_is_a_valid_config_and_its_own_folder():
     assert configs["C+RF+DD+robust"].replace(batch_size=32) == get_preset("robust")
     assert not configs["robust(no-srcaug)"].source_augment
     assert configs["C+MSE+srcaug"].source_augment == get_preset("robust").source_augment
+
+
+def test_set_fields_apply_over_a_methods_own_switches():
+    # `reproduce --variants C+RF+DD+robust --set diff_augment=translation` must train with
+    # translation only, not silently with the method line's policy.
+    from keras_pldt.config import get_preset
+    from keras_pldt.train import set_overrides
+
+    pinned = set_overrides(["diff_augment=translation", "spectral-norm=false"])
+    assert pinned == {"diff_augment": "translation", "spectral_norm": False}
+    config = R.method_config(get_preset("paper"), "C+RF+DD+robust", pinned)
+    assert config.diff_augment == "translation" and not config.spectral_norm
+    assert config.reconstruction_weight == R.METHODS["C+RF+DD+robust"]["reconstruction_weight"]
