@@ -64,6 +64,7 @@ class PLDTConfig:
     reconstruction_lowpass: int = 1
     ssim_weight: float = 0.0  # weight of 1 - C-SSIM to the associated target (losses.ssim_loss)
     gradient_weight: float = 0.0  # edge-strength term to the target (losses.gradient_difference)
+    frequency_weight: float = 0.0  # focal frequency loss to the target (losses.focal_frequency)
     feature_matching_weight: float = 0.0
     identity_weight: float = 0.0
     real_fake_patches: bool = False
@@ -129,6 +130,7 @@ class PLDTConfig:
             "reconstruction_weight",
             "ssim_weight",
             "gradient_weight",
+            "frequency_weight",
             "feature_matching_weight",
             "identity_weight",
         ):

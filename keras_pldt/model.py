@@ -352,8 +352,8 @@ class PLDT(keras.Model):
 
     def _converter_objective(self, source, target, generated, training: bool):
         """Eq. 6 (non-saturating) for the adversarial variants, pixel MSE for C+MSE; plus the
-        optional L1 reconstruction, SSIM, gradient-difference, identity and D_A
-        feature-matching terms."""
+        optional L1 reconstruction, SSIM, gradient-difference, focal-frequency, identity and
+        D_A feature-matching terms."""
         cfg = self.config
         loss = self._adversarial_objective(source, target, generated, training)
         if cfg.identity_weight:
@@ -386,6 +386,8 @@ class PLDT(keras.Model):
             loss += cfg.ssim_weight * losses.ssim_loss(generated, target)
         if cfg.gradient_weight:
             loss += cfg.gradient_weight * losses.gradient_difference(generated, target)
+        if cfg.frequency_weight:
+            loss += cfg.frequency_weight * losses.focal_frequency(generated, target)
         if self._domain_features is not None:
             loss += cfg.feature_matching_weight * matching
         return loss

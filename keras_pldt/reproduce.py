@@ -47,6 +47,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "robust+srcaug4": {**ROBUST, "source_augment": "flip,crop,rotate,light"},
     "robust+flip-only": {**ROBUST, "source_augment": "flip"},
     "robust+GDL": {**ROBUST, "gradient_weight": 100.0},
+    "robust+FFL": {**ROBUST, "frequency_weight": 100.0},
     # The first ablation: single switches on top of the session-2 recipe with Table 1's
     # transposed-conv decoder (the recipe that ablation started from), then on the resize one.
     "robust(transposed)": _ROBUST_TRANSPOSED,

@@ -83,3 +83,24 @@ def test_gradient_difference_penalises_blur_not_edge_polarity():
     blurred = tf.nn.avg_pool2d(target, 5, 1, "SAME")
     assert float(losses.pixel_l1(blurred, target)) < float(losses.pixel_l1(-target, target))
     assert float(losses.gradient_difference(blurred, target)) > 0.1
+
+
+def test_focal_frequency_weights_the_worst_frequencies_fully():
+    rng = np.random.default_rng(2)
+    target = tf.constant(rng.uniform(-0.5, 0.5, (2, 32, 32, 3)).astype("float32"))
+    assert float(losses.focal_frequency(target, target)) < 1e-9
+    # An error at one frequency (a stripe pattern) gets weight 1: the loss is its MSE.
+    stripes = 0.2 * np.cos(2 * np.pi * 4 * np.arange(32) / 32)[None, None, :, None]
+    striped = target + tf.constant(stripes, tf.float32)
+    np.testing.assert_allclose(
+        float(losses.focal_frequency(striped, target)),
+        float(losses.pixel_mse(striped, target)),
+        rtol=1e-3,
+    )
+    # Noise of the same energy spreads over every frequency, each far from the worst one.
+    noise = rng.normal(0.0, 1.0, (2, 32, 32, 3)).astype("float32")
+    noise *= np.sqrt(float(losses.pixel_mse(striped, target)) / np.mean(noise**2))
+    noisy = target + tf.constant(noise)
+    assert float(losses.focal_frequency(noisy, target)) < 0.5 * float(
+        losses.pixel_mse(noisy, target)
+    )

@@ -222,6 +222,7 @@ def converter_loss_of(model, batch):
         {"identity_weight": 10.0, "variant": "mse"},
         {"ssim_weight": 10.0},
         {"gradient_weight": 10.0},
+        {"frequency_weight": 10.0},
     ],
 )
 def test_converter_terms_add_to_the_loss(switch):
