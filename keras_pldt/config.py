@@ -188,6 +188,10 @@ ROBUST: dict[str, Any] = {
     # Random flips and crops of the converter's training photos: with a few hundred photos the
     # converter otherwise memorises them (train RMSE 0.09, test 0.19).
     "source_augment": "flip,crop",
+    # Adam at 2.5x the paper's rate (5e-4, then 5e-5): a few hundred updates are all small
+    # data gives; C-SSIM +0.02 and sharpness +0.06 on grocery_val, both seeds.
+    "learning_rate": 5e-4,
+    "decay_learning_rate": 5e-5,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -144,6 +144,14 @@ def set_overrides(items: list[str]) -> dict[str, Any]:
 def resolve_config(args: argparse.Namespace) -> PLDTConfig:
     """Preset, then explicit flags, then --set FIELD=VALUE."""
     preset = args.preset or ("paper" if (args.data or args.manifest) else "demo")
+    try:
+        return get_preset(preset, **explicit_overrides(args))
+    except ValueError as e:
+        raise RunError(str(e)) from None
+
+
+def explicit_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the command line sets explicitly: flags given, then --set."""
     flag = lambda name: getattr(args, name, None)  # noqa: E731  (reproduce has fewer flags)
     overrides = {
         "variant": flag("variant"),
@@ -163,10 +171,7 @@ def resolve_config(args: argparse.Namespace) -> PLDTConfig:
     elif flag("precision"):
         overrides["precision"] = args.precision
     overrides.update(set_overrides(args.set))
-    try:
-        return get_preset(preset, **{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as e:
-        raise RunError(str(e)) from None
+    return {k: v for k, v in overrides.items() if v is not None}
 
 
 def default_run_dir(args: argparse.Namespace, config: PLDTConfig) -> Path:

@@ -33,6 +33,8 @@ def test_robust_preset_keeps_the_paper_and_adds_switches():
         "feature_matching_weight",
         "upsampling",
         "source_augment",
+        "learning_rate",
+        "decay_learning_rate",
         "batch_size",
     }
     assert robust["variant"] == "rf+dd"  # the domain discriminator stays

@@ -70,6 +70,12 @@ def test_every_method_line_is_a_valid_config_and_its_own_folder():
     assert configs["C+RF+DD+robust"].replace(batch_size=32) == get_preset("robust")
     assert not configs["robust(no-srcaug)"].source_augment
     assert configs["C+MSE+srcaug"].source_augment == get_preset("robust").source_augment
+    # Lines measured before the preset's learning rate changed keep the rate they were run at.
+    assert configs["robust(lr2e-4)"].replace(batch_size=32) == get_preset(
+        "robust", learning_rate=2e-4, decay_learning_rate=2e-5
+    )
+    assert configs["robust+ssim"].learning_rate == configs["robust(no-srcaug)"].learning_rate
+    assert configs["robust+ssim"].learning_rate == base.learning_rate
 
 
 def test_set_fields_apply_over_a_methods_own_switches():
@@ -83,3 +89,13 @@ def test_set_fields_apply_over_a_methods_own_switches():
     config = R.method_config(get_preset("paper"), "C+RF+DD+robust", pinned)
     assert config.diff_augment == "translation" and not config.spectral_norm
     assert config.reconstruction_weight == R.METHODS["C+RF+DD+robust"]["reconstruction_weight"]
+
+
+def test_explicit_flags_apply_over_a_methods_own_switches():
+    from keras_pldt.train import explicit_overrides
+
+    args = R.build_parser().parse_args(["--out", "o", "--learning-rate", "1e-3", "--seed", "3"])
+    pinned = explicit_overrides(args)
+    assert pinned == {"learning_rate": 1e-3, "seed": 3}
+    config = R.method_config(R.base_config_from_args(args), "C+RF+DD+robust", pinned)
+    assert config.learning_rate == 1e-3 and config.seed == 3
