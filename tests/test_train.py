@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from keras_pldt import train
+from keras_pldt.config import get_preset
 from keras_pldt.datasets.synthetic import generate
 
 TINY = ["--image-size", "32", "--base-filters", "4", "--batch-size", "8", "--quiet"]
@@ -60,8 +61,10 @@ def test_no_data_argument_trains_the_synthetic_default_and_writes_every_artefact
     with open(run_dir / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert float(rows[0]["learning_rate"]) == pytest.approx(2e-4)
-    assert float(rows[1]["learning_rate"]) == pytest.approx(2e-5)
+    demo = get_preset("demo")  # the preset's own rates: the schedule switches at epoch 2
+    assert float(rows[0]["learning_rate"]) == pytest.approx(demo.learning_rate)
+    assert float(rows[1]["learning_rate"]) == pytest.approx(demo.decay_learning_rate)
+    assert demo.decay_learning_rate < demo.learning_rate
     assert {"converter_loss", "domain_loss", "real_fake_accuracy", "val_rmse"} <= set(rows[0])
     for epoch in (1, 2):
         png = tf.io.decode_png(tf.io.read_file(str(run_dir / f"samples/epoch_{epoch:03d}.png")))
