@@ -39,16 +39,32 @@ def policy_names(policy: str, allowed: tuple[str, ...], what: str) -> tuple[str,
 class PLDTConfig:
     """All settings of a PLDT run. `PLDTConfig()` is the paper's setting."""
 
-    # Networks (Table 1).
+    # networks (Table 1)
     image_size: int = 64
     base_filters: int = 128
     code_dim: int = 64
     upsampling: str = "transposed"
     leaky_slope: float = 0.2
     init_stddev: float = 0.02
-    # Method (Table 2).
+    # objective: the Table 2 method and the converter's extra terms (losses.converter_terms)
     variant: str = "rf+dd"
-    # Optimisation (Sec. 5.2).
+    adversarial_loss: str = "bce"
+    reconstruction_weight: float = 0.0  # L1 to the associated target (losses.pixel_l1)
+    reconstruction_lowpass: int = 1
+    ssim_weight: float = 0.0  # 1 - C-SSIM to the associated target (losses.ssim_loss)
+    gradient_weight: float = 0.0  # edge strengths to the target (losses.gradient_difference)
+    frequency_weight: float = 0.0  # focal frequency loss to the target (losses.focal_frequency)
+    feature_matching_weight: float = 0.0  # D_A features of (I_S, C(I_S)) vs (I_S, I_T)
+    identity_weight: float = 0.0  # C(I_T) = I_T (losses.identity_l1)
+    # discriminators
+    spectral_norm: bool = False
+    real_fake_patches: bool = False
+    r1_weight: float = 0.0
+    discriminator_dropout: float = 0.0
+    # augmentation
+    diff_augment: str = ""  # DiffAugment of what the discriminators see: color,translation,cutout
+    source_augment: str = ""  # random views of the training sources: flip,crop,rotate,light
+    # schedule (Sec. 5.2)
     batch_size: int = 128
     learning_rate: float = 2e-4
     beta_1: float = 0.5
@@ -56,33 +72,18 @@ class PLDTConfig:
     epochs: int = 25
     decay_epochs: int = 5
     decay_learning_rate: float = 2e-5
-    seed: int = 0
-    # Beyond the paper: switches that default to the published recipe.
-    adversarial_loss: str = "bce"
-    spectral_norm: bool = False
-    reconstruction_weight: float = 0.0
-    reconstruction_lowpass: int = 1
-    ssim_weight: float = 0.0  # weight of 1 - C-SSIM to the associated target (losses.ssim_loss)
-    gradient_weight: float = 0.0  # edge-strength term to the target (losses.gradient_difference)
-    frequency_weight: float = 0.0  # focal frequency loss to the target (losses.focal_frequency)
-    feature_matching_weight: float = 0.0
-    identity_weight: float = 0.0
-    real_fake_patches: bool = False
-    r1_weight: float = 0.0
-    diff_augment: str = ""
-    source_augment: str = ""  # random views of the training sources: flip,crop,rotate,light
-    discriminator_dropout: float = 0.0
     discriminator_lr_multiplier: float = 1.0
     ema_decay: float = 0.0
-    # Execution.
+    seed: int = 0
+    # data
+    reverse: bool = False
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05
+    # runtime: how a run executes, not what it learns; a resume may change these
     precision: str = "float32"
     jit_compile: bool = False
     subpixel_convs: bool = True
-    # Data.
-    reverse: bool = False
     cache: bool = True
-    val_fraction: float = 0.05
-    test_fraction: float = 0.05
 
     def __post_init__(self):
         self.validate()
@@ -144,6 +145,62 @@ class PLDTConfig:
             )
         policy_names(self.source_augment, SOURCE_AUGMENTATIONS, "source_augment")
         policy_names(self.diff_augment, DIFF_AUGMENTATIONS, "diff_augment")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.decay_learning_rate <= self.learning_rate:
+            raise ValueError(
+                f"decay_learning_rate must be in (0, learning_rate={self.learning_rate:g}], "
+                f"got {self.decay_learning_rate:g}"
+            )
+        if not self.discriminator_lr_multiplier > 0:
+            raise ValueError(
+                f"discriminator_lr_multiplier must be > 0, got {self.discriminator_lr_multiplier}"
+            )
+        ignored = self.ignored_switches()
+        if ignored:
+            name, reason = next(iter(ignored.items()))
+            raise ValueError(f"{name}={getattr(self, name)!r} would be ignored: {reason}")
+
+    def ignored_switches(self) -> dict[str, str]:
+        """Switches set away from their default that this config would not use, with why."""
+        reasons = {}
+        if not self.uses_real_fake:
+            for name in DISCRIMINATOR_SWITCHES:
+                reasons[name] = f"variant {self.variant!r} trains no discriminator"
+        elif not self.uses_domain:
+            reasons["feature_matching_weight"] = (
+                f"variant {self.variant!r} has no domain discriminator D_A to match"
+            )
+        if not self.reconstruction_weight:
+            reasons["reconstruction_lowpass"] = "reconstruction_weight is 0 (no L1 term)"
+        return {k: why for k, why in reasons.items() if getattr(self, k) != _DEFAULTS[k]}
+
+    def with_variant(self, variant: str) -> PLDTConfig:
+        """This config for `variant`, with the switches that variant cannot use back at their
+        defaults (a preset's discriminator switches for C+MSE, D_A feature matching for C+RF).
+
+        C+MSE is Table 2's pixel-supervision baseline, so its objective stays the pixel MSE:
+        a preset's other pixel terms (L1, SSIM, gradient, frequency) are reset too.
+        """
+        values = {**self.to_dict(), "variant": variant}
+        if variant == "mse":
+            values.update({name: _DEFAULTS[name] for name in PIXEL_TERMS})
+        draft = object.__new__(PLDTConfig)  # unvalidated: finding what to reset is the check
+        draft.__dict__.update(values)
+        values.update({name: _DEFAULTS[name] for name in draft.ignored_switches()})
+        return PLDTConfig(**values)
+
+    def group(self, name: str) -> dict[str, Any]:
+        """The fields of one concern (`GROUPS`): networks, objective, ..., runtime."""
+        return {k: getattr(self, k) for k in GROUPS[name]}
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define what a run learns: all but the runtime group."""
+        return {k: v for k, v in self.to_dict().items() if k not in GROUPS["runtime"]}
+
+    def runtime(self) -> dict[str, Any]:
+        """How a run executes (precision, XLA, kernels, caching); a resume may change it."""
+        return self.group("runtime")
 
     def replace(self, **changes: Any) -> PLDTConfig:
         """A copy with `changes` applied (validated)."""
@@ -172,6 +229,36 @@ class PLDTConfig:
         if not text.lstrip().startswith("{"):
             text = Path(text_or_path).read_text()
         return cls.from_dict(json.loads(text))
+
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "networks": (
+        "image_size", "base_filters", "code_dim", "upsampling", "leaky_slope", "init_stddev",
+    ),
+    "objective": (
+        "variant", "adversarial_loss", "reconstruction_weight", "reconstruction_lowpass",
+        "ssim_weight", "gradient_weight", "frequency_weight", "feature_matching_weight",
+        "identity_weight",
+    ),
+    "discriminators": ("spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout"),
+    "augmentation": ("diff_augment", "source_augment"),
+    "schedule": (
+        "batch_size", "learning_rate", "beta_1", "beta_2", "epochs", "decay_epochs",
+        "decay_learning_rate", "discriminator_lr_multiplier", "ema_decay", "seed",
+    ),
+    "data": ("reverse", "val_fraction", "test_fraction"),
+    "runtime": ("precision", "jit_compile", "subpixel_convs", "cache"),
+}  # fmt: skip
+"""`PLDTConfig`'s fields by concern; the flat names are those of `--set` and config.json."""
+
+#: Switches that only act on a discriminator: meaningless for C+MSE.
+DISCRIMINATOR_SWITCHES = (
+    "adversarial_loss", "feature_matching_weight", "spectral_norm", "real_fake_patches",
+    "r1_weight", "discriminator_dropout", "diff_augment", "discriminator_lr_multiplier",
+)  # fmt: skip
+#: The converter's pixel terms beside the adversarial ones (Table 2's C+MSE has none of them).
+PIXEL_TERMS = ("reconstruction_weight", "ssim_weight", "gradient_weight", "frequency_weight")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(PLDTConfig)}
 
 
 ROBUST: dict[str, Any] = {

@@ -7,6 +7,9 @@ the sigmoid outputs of Table 1. `kind` selects the adversarial form: "bce" is th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import tensorflow as tf
 
 from keras_pldt.metrics import ssim_tf
@@ -64,6 +67,50 @@ def converter_adversarial_term(generated_logits, kind: str = "bce"):
     if kind == "lsgan":
         return tf.reduce_mean(tf.square(generated_logits - 1.0))
     raise ValueError(f"unknown adversarial loss {kind!r}")
+
+
+class Term(NamedTuple):
+    """One weighted term of the converter's objective. `fn(views)` reads what it needs from
+    the model's views of a batch: `source`, `target`, `generated`, `converter`, the logits
+    `real_fake` = D_R(C(I_S)) and `domain` = D_A(I_S, C(I_S)), and `domain_features` =
+    (D_A features of (I_S, I_T), of (I_S, C(I_S)))."""
+
+    name: str
+    weight: float
+    fn: Callable
+
+
+def converter_terms(config) -> list[Term]:
+    """The converter's objective as a named list of weighted terms, built from the config.
+
+    Eq. 6 (non-saturating): 1/2 D_R term + 1/2 D_A term (the D_R term alone for C+RF); C+MSE's
+    pixel MSE; then the config's extra terms (L1, SSIM, gradient difference, focal frequency,
+    D_A feature matching, identity), each with its weight. The objective is their weighted sum.
+    """
+    kind, terms = config.adversarial_loss, []
+    adversarial = 0.5 if config.uses_domain else 1.0
+    if config.uses_real_fake:
+        fn = lambda v: converter_adversarial_term(v.real_fake, kind)  # noqa: E731
+        terms.append(Term("adversarial_real_fake", adversarial, fn))
+    if config.uses_domain:
+        fn = lambda v: converter_adversarial_term(v.domain, kind)  # noqa: E731
+        terms.append(Term("adversarial_domain", adversarial, fn))
+    if config.variant == "mse":
+        terms.append(Term("mse", 1.0, lambda v: pixel_mse(v.generated, v.target)))
+    lowpass = config.reconstruction_lowpass
+    extras = {
+        "l1": (config.reconstruction_weight, lambda v: pixel_l1(v.generated, v.target, lowpass)),
+        "ssim": (config.ssim_weight, lambda v: ssim_loss(v.generated, v.target)),
+        "gradient": (config.gradient_weight, lambda v: gradient_difference(v.generated, v.target)),
+        "frequency": (config.frequency_weight, lambda v: focal_frequency(v.generated, v.target)),
+        "feature_matching": (
+            config.feature_matching_weight,
+            lambda v: feature_matching(*v.domain_features),
+        ),
+        "identity": (config.identity_weight, lambda v: identity_l1(v.converter, v.target)),
+    }
+    terms += [Term(name, weight, fn) for name, (weight, fn) in extras.items() if weight]
+    return terms
 
 
 def converter_loss(real_fake_logits, domain_logits, kind: str = "bce"):

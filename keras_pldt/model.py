@@ -17,6 +17,8 @@ variants of Table 2 are switches of this one model (`PLDTConfig.variant`):
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -29,6 +31,7 @@ from keras_pldt.networks import (
     build_domain_discriminator,
     build_real_fake_discriminator,
 )
+from keras_pldt.schedule import PaperSchedule
 
 _KEYS = ("source", "target", "unassociated")
 # Network name -> the attribute holding its optimizer (also `compile`'s argument name).
@@ -39,13 +42,29 @@ _OPTIMIZER_ATTRS = {
 }
 
 
+#: Keras dtype policy of each `PLDTConfig.precision`.
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "mixed_float16": "mixed_float16"}
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str):
+    """Within the block, layers are built with the dtype policy of `precision`."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(POLICIES[precision])
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def make_optimizer(config: PLDTConfig, network: str = "converter") -> keras.optimizers.Optimizer:
-    """Adam as in the paper (lr 2e-4, beta_1 0.5); D lr times `discriminator_lr_multiplier`."""
-    lr = config.learning_rate
-    if network != "converter":
-        lr *= config.discriminator_lr_multiplier
+    """Adam as in the paper (beta_1 0.5) with the paper's schedule attached (`PaperSchedule`:
+    the base rate, then the decayed rate; the discriminators' times their multiplier)."""
     return keras.optimizers.Adam(
-        learning_rate=lr, beta_1=config.beta_1, beta_2=config.beta_2, name=f"{network}_adam"
+        learning_rate=PaperSchedule.for_network(config, network),
+        beta_1=config.beta_1,
+        beta_2=config.beta_2,
+        name=f"{network}_adam",
     )
 
 
@@ -54,16 +73,18 @@ class PLDT(keras.Model):
     """Pixel-level domain transfer (Yoo et al. 2016): converter C, discriminators D_R and D_A."""
 
     def __init__(self, config: PLDTConfig | dict | None = None, **kwargs):
-        super().__init__(**kwargs)
         if isinstance(config, dict):
             config = PLDTConfig.from_dict(config)
-        self.config = config or PLDTConfig()
-        cfg = self.config
-        self.converter = build_converter(cfg)
-        self.real_fake_discriminator = (
-            build_real_fake_discriminator(cfg) if cfg.uses_real_fake else None
-        )
-        self.domain_discriminator = build_domain_discriminator(cfg) if cfg.uses_domain else None
+        cfg = config or PLDTConfig()
+        kwargs.setdefault("dtype", POLICIES[cfg.precision])
+        super().__init__(**kwargs)
+        self.config = cfg
+        with precision_policy(cfg.precision):  # the networks' dtype policy: the config's
+            self.converter = build_converter(cfg)
+            self.real_fake_discriminator = (
+                build_real_fake_discriminator(cfg) if cfg.uses_real_fake else None
+            )
+            self.domain_discriminator = build_domain_discriminator(cfg) if cfg.uses_domain else None
         self._ema_weights = []
         self._diff_augment_calls = 0
         if cfg.ema_decay > 0:
@@ -84,8 +105,10 @@ class PLDT(keras.Model):
             d_a = self.domain_discriminator
             taps = [layer.output for layer in d_a.layers if layer.name.startswith("lrelu")]
             self._domain_features = keras.Model(d_a.input, [*taps, d_a.output], name="d_a_taps")
+        self.terms = losses.converter_terms(cfg)
         mean = keras.metrics.Mean
         self.converter_loss_tracker = mean(name="converter_loss")
+        self.term_trackers = {t.name: mean(name=f"converter_{t.name}") for t in self.terms}
         self.real_fake_loss_tracker = mean(name="real_fake_loss")
         self.domain_loss_tracker = mean(name="domain_loss")
         self.real_fake_accuracy_tracker = mean(name="real_fake_accuracy")
@@ -120,7 +143,7 @@ class PLDT(keras.Model):
 
     @property
     def metrics(self):
-        trackers = [self.converter_loss_tracker]
+        trackers = [self.converter_loss_tracker, *self.term_trackers.values()]
         if self.config.uses_real_fake:
             trackers += [self.real_fake_loss_tracker, self.real_fake_accuracy_tracker]
         if self.config.uses_domain:
@@ -134,11 +157,13 @@ class PLDT(keras.Model):
         domain_optimizer=None,
         **kwargs,
     ):
-        """Take one optimizer per network (Adam 2e-4, beta_1 0.5 from the config by default).
+        """Take one optimizer per network; by default `make_optimizer`'s Adam with the paper's
+        schedule attached, which `fit` follows. A user's own optimizer is left as given.
 
         The converter's optimizer is also `model.optimizer`, so callbacks that read
-        `model.optimizer.learning_rate` see the real rate. `jit_compile` defaults to the
-        config's (False: XLA is slower on CPU).
+        `model.optimizer.learning_rate` see the real rate. Under mixed_float16 each optimizer
+        is wrapped in a `LossScaleOptimizer`. `jit_compile` defaults to the config's (False:
+        XLA is slower on CPU).
         """
         cfg = self.config
         kwargs.setdefault("jit_compile", cfg.jit_compile)
@@ -160,6 +185,20 @@ class PLDT(keras.Model):
 
     def _set_optimizer(self, network: str, optimizer) -> None:
         setattr(self, _OPTIMIZER_ATTRS[network], optimizer)
+
+    def fit(self, x=None, *args, steps_per_epoch=None, **kwargs):
+        """`keras.Model.fit`, with every `PaperSchedule` told how many steps an epoch has
+        (`steps_per_epoch`, else the dataset's finite cardinality)."""
+        steps = steps_per_epoch
+        if steps is None and isinstance(x, tf.data.Dataset):
+            cardinality = int(x.cardinality())
+            steps = cardinality if cardinality > 0 else None
+        if steps:
+            for optimizer in self.optimizers.values():
+                schedule = getattr(optimizer, "inner_optimizer", optimizer)._learning_rate
+                if isinstance(schedule, PaperSchedule):
+                    schedule.steps_per_epoch = steps
+        return super().fit(x, *args, steps_per_epoch=steps_per_epoch, **kwargs)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Skip Keras' symbolic build under tf.distribute: the networks are built in `__init__`
@@ -240,22 +279,60 @@ class PLDT(keras.Model):
         return f"[batch, {s}, {s}, 3]"
 
     # ------------------------------------------------------------------ Algorithm 1
+    def train_step(self, data):
+        """Algorithm 1: generate, update D_R (Eq. 2), update D_A (Eq. 5), then the converter
+        against the updated discriminators (Eq. 6 and the config's extra terms)."""
+        source, target, unassociated = self._unpack(data)
+        self._diff_augment_calls = 0  # numbers this step's DiffAugment draws (at trace time)
+        source = self._augment_sources(source)
+        tape = tf.GradientTape()
+        with tape:
+            generated = self.converter(source, training=True)
+        fake = tf.stop_gradient(generated)
+        logs = {}
+        if self.real_fake_discriminator is not None:
+            logs["real_fake"] = self._update(
+                "real_fake_discriminator", lambda: self._real_fake_terms(target, fake, True)
+            )
+        if self.domain_discriminator is not None:
+            logs["domain"] = self._update(
+                "domain_discriminator",
+                lambda: self._domain_terms(source, target, unassociated, fake, True),
+            )
+        logs["converter"] = self._update(
+            "converter", lambda: self._converter_objective(source, target, generated, True), tape
+        )
+        self._update_ema()
+        return self._track(generated, target, **logs)
+
+    def _update(self, network: str, loss_fn, tape: tf.GradientTape | None = None):
+        """One optimizer step of `network` on the first output of `loss_fn()`, recorded on
+        `tape` (a new one by default); returns `loss_fn()`'s outputs.
+
+        Every network's update goes through here, so the loss is always divided by the
+        replicas (the optimizer sums their gradients) and scaled by the optimizer's loss
+        scale (`LossScaleOptimizer` divides the gradients by it; a no-op otherwise).
+        """
+        optimizer = self.optimizers[network]
+        variables = self.networks[network].trainable_variables
+        tape = tape or tf.GradientTape()
+        with tape:
+            outputs = loss_fn()
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = optimizer.scale_loss(outputs[0] / replicas if replicas > 1 else outputs[0])
+        grads = tape.gradient(scaled, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return outputs
+
     def _pair(self, source, target):
         """D_A's input: source and target stacked on channels (Table 1a, 6 channels)."""
         return tf.concat([source, tf.cast(target, source.dtype)], axis=-1)
 
-    @staticmethod
-    def _for_gradient(optimizer, loss):
-        """`loss` scaled for the replicas and (mixed precision) the loss scale; call it inside
-        the tape, so the scaling is recorded."""
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        return optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
-
-    @staticmethod
-    def _minimise(optimizer, tape, scaled_loss, variables):
-        """One optimizer step; `scaled_loss` comes from `_for_gradient` inside `tape`."""
-        grads = tape.gradient(scaled_loss, variables)
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
+    def _augment_sources(self, source):
+        """Random views of the converter's training sources (`source_augment`)."""
+        if not self.config.source_augment:
+            return source
+        return augment_sources(source, self.config.source_augment, self._step_seed())
 
     def _augment(self, images, training: bool):
         """DiffAugment of a discriminator input in training (identity when the policy is empty).
@@ -332,87 +409,13 @@ class PLDT(keras.Model):
             loss += self.config.r1_weight * losses.r1_penalty(d_a, associated_in)
         return loss, accuracy
 
-    def _update_real_fake(self, target, generated):
-        """Algorithm 1, step 1: one D_R step on Eq. 2 (real target -> 1, generated -> 0)."""
-        optimizer = self.real_fake_optimizer
-        with tf.GradientTape() as tape:
-            loss, accuracy = self._real_fake_terms(target, generated, training=True)
-            scaled = self._for_gradient(optimizer, loss)
-        self._minimise(optimizer, tape, scaled, self.real_fake_discriminator.trainable_variables)
-        return loss, accuracy
-
-    def _update_domain(self, source, target, unassociated, generated):
-        """Algorithm 1, step 2: one D_A step on Eq. 5 (associated 1, unassociated/generated 0)."""
-        with tf.GradientTape() as tape:
-            loss, accuracy = self._domain_terms(source, target, unassociated, generated, True)
-        self._minimise(
-            self.domain_optimizer, tape, loss, self.domain_discriminator.trainable_variables
-        )
-        return loss, accuracy
-
     def _converter_objective(self, source, target, generated, training: bool):
-        """Eq. 6 (non-saturating) for the adversarial variants, pixel MSE for C+MSE; plus the
-        optional L1 reconstruction, SSIM, gradient-difference, focal-frequency, identity and
-        D_A feature-matching terms."""
-        cfg = self.config
-        loss = self._adversarial_objective(source, target, generated, training)
-        if cfg.identity_weight:
-            loss += cfg.identity_weight * losses.identity_l1(self.converter, target)
-        return loss
-
-    def _adversarial_objective(self, source, target, generated, training: bool):
-        cfg = self.config
-        if cfg.variant == "mse":
-            return losses.pixel_mse(generated, target)
-        real_fake = self.real_fake_discriminator(
-            self._augment(generated, training), training=training
-        )
-        domain = None
-        if cfg.uses_domain:
-            fake_pair = self._augment(self._pair(source, generated), training)
-            if self._domain_features is None:
-                domain = self.domain_discriminator(fake_pair, training=training)
-            else:
-                *fake_taps, domain = self._domain_features(fake_pair, training=training)
-                real_pair = self._augment(self._pair(source, target), training)
-                *real_taps, _ = self._domain_features(real_pair, training=training)
-                matching = losses.feature_matching(real_taps, fake_taps)
-        loss = losses.converter_loss(real_fake, domain, cfg.adversarial_loss)
-        if cfg.reconstruction_weight:
-            loss += cfg.reconstruction_weight * losses.pixel_l1(
-                generated, target, cfg.reconstruction_lowpass
-            )
-        if cfg.ssim_weight:
-            loss += cfg.ssim_weight * losses.ssim_loss(generated, target)
-        if cfg.gradient_weight:
-            loss += cfg.gradient_weight * losses.gradient_difference(generated, target)
-        if cfg.frequency_weight:
-            loss += cfg.frequency_weight * losses.focal_frequency(generated, target)
-        if self._domain_features is not None:
-            loss += cfg.feature_matching_weight * matching
-        return loss
-
-    def train_step(self, data):
-        """Algorithm 1: update D_R, then D_A, then the converter against the updated D_R, D_A."""
-        source, target, unassociated = self._unpack(data)
-        self._diff_augment_calls = 0  # numbers this step's DiffAugment draws (at trace time)
-        if self.config.source_augment:
-            source = augment_sources(source, self.config.source_augment, self._step_seed())
-        with tf.GradientTape() as tape:
-            generated = self.converter(source, training=True)
-            with tape.stop_recording():
-                fake = tf.stop_gradient(generated)
-                real_fake = domain = None
-                if self.config.uses_real_fake:
-                    real_fake = self._update_real_fake(target, fake)
-                if self.config.uses_domain:
-                    domain = self._update_domain(source, target, unassociated, fake)
-            loss = self._converter_objective(source, target, generated, training=True)
-            scaled = self._for_gradient(self.converter_optimizer, loss)
-        self._minimise(self.converter_optimizer, tape, scaled, self.converter.trainable_variables)
-        if self._ema_weights:
-            self._update_ema()
-        return self._track(loss, generated, target, real_fake, domain)
+        """(the converter's loss, {term: value}): the weighted sum of `self.terms`
+        (`losses.converter_terms`: Eq. 6 and the config's extra terms)."""
+        views = _ConverterViews(self, source, target, generated, training)
+        values = {term.name: term.fn(views) for term in self.terms}
+        loss = tf.add_n([term.weight * values[term.name] for term in self.terms])
+        return loss, values
 
     def _step_seed(self):
         """A `[2]` seed from the run's seed, the step and the replica: random draws that a
@@ -424,7 +427,10 @@ class PLDT(keras.Model):
         return tf.stack([tf.constant(self.config.seed, tf.int64), stream])
 
     def _update_ema(self):
-        """ema <- decay * ema + (1 - decay) * w for the converter's weights (BN statistics too)."""
+        """ema <- decay * ema + (1 - decay) * w for the converter's weights (BN statistics too),
+        when `ema_decay` is on."""
+        if not self._ema_weights:
+            return
         decay = self.config.ema_decay
         for ema, w in zip(self._ema_weights, self.converter.weights, strict=True):
             ema.assign(decay * ema + (1.0 - decay) * tf.cast(w, ema.dtype))
@@ -443,17 +449,20 @@ class PLDT(keras.Model):
         """The same losses and accuracies in inference mode, plus RMSE to the target in [0, 1]."""
         source, target, unassociated = self._unpack(data)
         generated = self.converter(source, training=False)
-        real_fake = domain = None
-        if self.config.uses_real_fake:
-            real_fake = self._real_fake_terms(target, generated, training=False)
-        if self.config.uses_domain:
-            domain = self._domain_terms(source, target, unassociated, generated, training=False)
-        loss = self._converter_objective(source, target, generated, training=False)
-        return self._track(loss, generated, target, real_fake, domain)
+        logs = {"converter": self._converter_objective(source, target, generated, False)}
+        if self.real_fake_discriminator is not None:
+            logs["real_fake"] = self._real_fake_terms(target, generated, training=False)
+        if self.domain_discriminator is not None:
+            logs["domain"] = self._domain_terms(source, target, unassociated, generated, False)
+        return self._track(generated, target, **logs)
 
-    def _track(self, converter_loss, generated, target, real_fake, domain):
-        """Update the Mean trackers; `real_fake` / `domain` are (loss, accuracy) or None."""
-        self.converter_loss_tracker.update_state(converter_loss)
+    def _track(self, generated, target, converter, real_fake=None, domain=None):
+        """Update the Mean trackers: `converter` is (loss, {term: value}), `real_fake` and
+        `domain` are (loss, accuracy) or None."""
+        loss, values = converter
+        self.converter_loss_tracker.update_state(loss)
+        for name, value in values.items():
+            self.term_trackers[name].update_state(value)
         self.rmse_tracker.update_state(_rmse01(generated, target))
         if real_fake is not None:
             self.real_fake_loss_tracker.update_state(real_fake[0])
@@ -480,3 +489,60 @@ def _rmse01(generated, target):
     """RMSE between images mapped from [-1, 1] to [0, 1] (the units of Table 3)."""
     diff = (tf.cast(generated, tf.float32) - tf.cast(target, tf.float32)) / 2.0
     return tf.sqrt(tf.reduce_mean(tf.square(diff)))
+
+
+class _ConverterViews:
+    """What the converter's terms read (`losses.Term`), each computed once, on first use."""
+
+    def __init__(self, model: PLDT, source, target, generated, training: bool):
+        self.model, self.training = model, training
+        self.source, self.target, self.generated = source, target, generated
+        self.converter = model.converter
+        self._cache = {}
+
+    def _once(self, key, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    @property
+    def real_fake(self):
+        """D_R(C(I_S)): logits of the generated images."""
+        m = self.model
+        return self._once(
+            "real_fake",
+            lambda: m.real_fake_discriminator(
+                m._augment(self.generated, self.training), training=self.training
+            ),
+        )
+
+    @property
+    def domain(self):
+        """D_A(I_S, C(I_S)): logits of the generated pairs."""
+        if self.model._domain_features is not None:
+            return self._features()[1][-1]
+        m, training = self.model, self.training
+
+        def logits():
+            fake_pair = m._augment(m._pair(self.source, self.generated), training)
+            return m.domain_discriminator(fake_pair, training=training)
+
+        return self._once("domain", logits)
+
+    @property
+    def domain_features(self):
+        """(D_A features of (I_S, I_T), D_A features of (I_S, C(I_S))), logits left out."""
+        real, fake = self._features()
+        return real[:-1], fake[:-1]
+
+    def _features(self):
+        m, training = self.model, self.training
+
+        def taps():
+            fake_pair = m._augment(m._pair(self.source, self.generated), training)
+            fake = m._domain_features(fake_pair, training=training)
+            real_pair = m._augment(m._pair(self.source, self.target), training)
+            real = m._domain_features(real_pair, training=training)
+            return real, fake
+
+        return self._once("features", taps)

@@ -1,0 +1,297 @@
+"""The run folder: the one contract between train, evaluate, reproduce, export and convert.
+
+Layout of a run folder (`RunFolder(path)`)::
+
+    config.json          the run's PLDTConfig (identity and runtime fields), data and versions
+    split.json           the product split (train / val / test) of the data
+    checkpoints/         epoch_NNN.weights.h5 (last epoch), best.weights.h5, state.json
+    logs/                TensorBoard event files
+    samples/             epoch_NNN.png: source | generated | target
+    history.csv          one row per completed epoch
+    converter.keras      the final converter (plain Keras layers; loads without keras_pldt)
+
+Only this module spells these names. `prepare` writes nothing until the caller has validated
+its inputs; `check` refuses a folder that holds a different run (its identity fields, see
+`PLDTConfig.identity`) and reports runtime settings that differ, which a resume may change.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from keras_pldt.config import PLDTConfig
+
+CONFIG = "config.json"
+SPLIT = "split.json"
+CHECKPOINTS = "checkpoints"
+STATE = "state.json"
+BEST = "best.weights.h5"
+LOGS = "logs"
+SAMPLES = "samples"
+HISTORY = "history.csv"
+FINAL = "converter.keras"
+ARTEFACTS = (CONFIG, SPLIT, CHECKPOINTS, LOGS, SAMPLES, HISTORY, FINAL)
+#: Which weights of a run to load: the last completed epoch, the best by the monitored metric,
+#: or the final `converter.keras` ("converter" is accepted for "final").
+WEIGHTS = ("last", "best", "final", "converter")
+
+
+class RunError(RuntimeError):
+    """A problem the user can fix (bad folder, config mismatch): printed as one line."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_history_csv(path: str | Path, history: list[dict]) -> None:
+    """`history` (one dict per epoch) as CSV, columns in first-seen order."""
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+class RunFolder:
+    """Paths, state and loading of one run folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # ------------------------------------------------------------------ layout
+    config_path = property(lambda self: self.path / CONFIG)
+    split_path = property(lambda self: self.path / SPLIT)
+    checkpoints = property(lambda self: self.path / CHECKPOINTS)
+    state_path = property(lambda self: self.path / CHECKPOINTS / STATE)
+    best_weights = property(lambda self: self.path / CHECKPOINTS / BEST)
+    logs = property(lambda self: self.path / LOGS)
+    samples = property(lambda self: self.path / SAMPLES)
+    history_csv = property(lambda self: self.path / HISTORY)
+    final_model = property(lambda self: self.path / FINAL)
+
+    def epoch_weights(self, epoch: int) -> Path:
+        """The checkpoint file of completed epoch `epoch` (1-based)."""
+        return self.checkpoints / f"epoch_{epoch:03d}.weights.h5"
+
+    def is_run(self) -> bool:
+        """Whether the folder holds a run (its config.json)."""
+        return self.config_path.is_file()
+
+    # ------------------------------------------------------------------ config
+    def saved(self) -> dict[str, Any] | None:
+        """config.json as written (config fields plus data and versions), or None."""
+        if not self.config_path.is_file():
+            return None
+        try:
+            return json.loads(self.config_path.read_text())
+        except (OSError, ValueError) as e:
+            raise RunError(f"cannot read {self.config_path}: {e}") from None
+
+    def config(self) -> PLDTConfig:
+        """The run's PLDTConfig; RunError when the folder is not a run."""
+        saved = self.saved()
+        if saved is None:
+            raise RunError(f"{self.path} is not a run folder (no {CONFIG}); train one first")
+        try:
+            return PLDTConfig.from_dict(saved)
+        except (TypeError, ValueError) as e:
+            raise RunError(f"{self.config_path}: {e}") from None
+
+    def data_of_run(self) -> tuple[str | None, str | None]:
+        """(data folder, manifest) the run was trained on, from config.json."""
+        saved = self.saved() or {}
+        return saved.get("data"), saved.get("manifest")
+
+    def check(
+        self, config: PLDTConfig, data_id: dict[str, Any], overwrite: bool = False
+    ) -> list[str]:
+        """Whether `config` on `data_id` may use this folder; writes nothing.
+
+        Returns the runtime fields that differ from the saved run (a resume may change them).
+        Raises RunError when the folder holds another run (identity fields or data differ)
+        and `overwrite` is False.
+        """
+        saved = self.saved()
+        if saved is None:
+            return []
+        differing = self.differing_identity(config, data_id)
+        if differing and not overwrite:
+            raise RunError(
+                f"{self.path} holds a run with a different config ({', '.join(differing)}); "
+                "use another --run-dir, or --overwrite to replace it"
+            )
+        if differing:
+            return []
+        runtime = config.runtime()
+        return [k for k, v in runtime.items() if k in saved and saved[k] != v]
+
+    def differing_identity(self, config: PLDTConfig, data_id: dict[str, Any]) -> list[str]:
+        """Identity fields (and "data") in which `config` differs from the saved run."""
+        saved = self.saved()
+        if saved is None:
+            return []
+        differing = [k for k, v in config.identity().items() if saved.get(k, v) != v]
+        if {k: saved.get(k) for k in data_id} != data_id:
+            differing.append("data")
+        return differing
+
+    def prepare(
+        self, config: PLDTConfig, data_id: dict[str, Any], overwrite: bool = False, **extra: Any
+    ) -> None:
+        """Create the folder and write config.json (clearing another run when `overwrite`).
+
+        Call it once the command's inputs are validated: it is the first write. A resumed run
+        keeps its config.json, updated with the runtime settings of this invocation.
+        """
+        if self.differing_identity(config, data_id):
+            if not overwrite:
+                self.check(config, data_id, overwrite)
+            self.clear()
+        self.path.mkdir(parents=True, exist_ok=True)
+        saved = self.saved() or {}
+        record = {**saved, **config.to_dict(), **data_id, **extra}
+        atomic_write_bytes(
+            self.config_path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+        )
+
+    def clear(self) -> None:
+        """Remove every artefact of a run (other files in the folder are left alone)."""
+        for name in ARTEFACTS:
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+
+    # ------------------------------------------------------------------ split
+    def read_split(self) -> dict[str, Any] | None:
+        if not self.split_path.is_file():
+            return None
+        try:
+            return json.loads(self.split_path.read_text())
+        except (OSError, ValueError) as e:
+            raise RunError(f"cannot read {self.split_path}: {e}") from None
+
+    def write_split(self, record: dict[str, Any]) -> None:
+        """split.json, unless the run has one (a run's split never changes)."""
+        if not self.split_path.exists():
+            atomic_write_bytes(self.split_path, json.dumps(record, indent=1).encode())
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any] | None:
+        """checkpoints/state.json: last completed epoch, its weights file, history, best."""
+        if not self.state_path.is_file():
+            return None
+        try:
+            return json.loads(self.state_path.read_text())
+        except (OSError, ValueError) as e:
+            raise RunError(f"cannot read {self.state_path}: {e}") from None
+
+    def completed_epochs(self) -> int:
+        state = self.state()
+        return int(state["epoch"]) if state else 0
+
+    def save_checkpoint(self, model, epoch: int, logs: dict[str, float], monitor: str) -> None:
+        """After epoch `epoch` (1-based): full state to `epoch_NNN.weights.h5`, then state.json
+        pointing at it, then older epochs removed; so a kill at any moment leaves a consistent
+        last epoch. The best epoch by `monitor` (lower is better) is kept as best.weights.h5,
+        and history.csv is rewritten from the state (no row for an epoch a resume repeats)."""
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        weights = self.epoch_weights(epoch)
+        self._save_weights(model, weights)
+        state = self.state() or {"epoch": 0, "history": [], "best": None}
+        value = logs.get(monitor, logs.get(monitor.removeprefix("val_")))
+        best = state.get("best")
+        if value is not None and (best is None or value < best["value"]):
+            self._save_weights(model, self.best_weights)
+            best = {"epoch": epoch, "monitor": monitor, "value": value}
+        history = [row for row in state["history"] if row["epoch"] < epoch]
+        history.append({"epoch": epoch, **logs})
+        state = {"epoch": epoch, "weights": weights.name, "history": history, "best": best}
+        atomic_write_bytes(self.state_path, json.dumps(state, indent=1).encode())
+        for old in self.checkpoints.glob("epoch_*.weights.h5"):
+            if old.name != weights.name:
+                old.unlink(missing_ok=True)
+        write_history_csv(self.history_csv, history)
+
+    @staticmethod
+    def _save_weights(model, path: Path) -> None:
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+
+    def weights_path(self, which: str = "last") -> Path:
+        """The checkpoint file of `which` ("last" or "best"); RunError when absent."""
+        if which not in ("last", "best"):
+            raise RunError(f"weights must be 'last' or 'best' for a checkpoint, got {which!r}")
+        state = self.state()
+        if state is None:
+            raise RunError(f"{self.path} has no checkpoint ({CHECKPOINTS}/{STATE}); train it first")
+        path = self.best_weights if which == "best" else self.checkpoints / state["weights"]
+        if not path.is_file():
+            raise RunError(f"missing checkpoint {path}")
+        return path
+
+    # ------------------------------------------------------------------ loading
+    def load_model(self, which: str = "last"):
+        """The full `PLDT` (converter, D_R, D_A, optimizers) from the last or best checkpoint."""
+        from keras_pldt.model import PLDT
+
+        path = self.weights_path(which)
+        model = PLDT(self.config())
+        model.compile()
+        model.load_weights(path)
+        return model
+
+    def load_converter(self, which: str = "final"):
+        """The converter: the final converter.keras, or the EMA/plain converter of the last or
+        best checkpoint. Plain Keras layers either way."""
+        if which not in WEIGHTS:
+            raise RunError(f"weights must be one of {', '.join(WEIGHTS)}, got {which!r}")
+        if which in ("final", "converter"):
+            import keras
+
+            if not self.final_model.is_file():
+                raise RunError(
+                    f"{self.final_model} does not exist (the run has not finished); "
+                    "load the 'last' checkpoint instead"
+                )
+            return keras.saving.load_model(self.final_model, compile=False)
+        return self.load_model(which).ema_converter()
+
+    def save_final(self, converter) -> bool:
+        """Write converter.keras atomically; False (nothing written) when it is up to date
+        with the last checkpoint."""
+        import keras
+
+        final, state = self.final_model, self.state_path
+        if final.is_file() and state.is_file() and final.stat().st_mtime >= state.stat().st_mtime:
+            return False
+        tmp = final.with_name(f".tmp-{os.getpid()}-{FINAL}")
+        keras.saving.save_model(converter, tmp)
+        os.replace(tmp, final)
+        return True
