@@ -4,11 +4,7 @@ sample grid (TensorBoard and PNG), NaN stop, atomic resumable checkpoints, a rea
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -17,25 +13,22 @@ import numpy as np
 import tensorflow as tf
 
 from keras_pldt.config import PLDTConfig
+from keras_pldt.run import RunFolder, atomic_write_bytes, write_history_csv
+from keras_pldt.schedule import PaperSchedule, learning_rate
 
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader sees the old file or the new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+__all__ = [
+    "EpochSummary", "NaNGuard", "PaperLearningRateSchedule", "RunCheckpoint", "SampleGrid",
+    "TensorBoard", "atomic_write_bytes", "read_state", "sample_grid", "write_history_csv",
+]  # fmt: skip
 
 
 class PaperLearningRateSchedule(keras.callbacks.Callback):
-    """Sec. 5.2: lr 2e-4 for `epochs` epochs, then 2e-5 for `decay_epochs`, on all three Adams.
+    """Sec. 5.2 for every network's optimizer: the config's rate for `epochs` epochs, then the
+    decayed rate (`schedule.learning_rate`: the discriminators' times their multiplier).
 
-    `keras.callbacks.LearningRateScheduler` only drives `model.optimizer` (the converter's);
-    this sets every network's optimizer, the discriminators' scaled by
-    `discriminator_lr_multiplier`, and logs the rates.
+    Optimizers built by `make_optimizer` carry the schedule already (`PaperSchedule`, which
+    `PLDT.fit` sets up); this callback drives optimizers with a plain rate, such as a user's
+    own Adams, the same way, and logs the converter's rate as `learning_rate`.
     """
 
     def __init__(self, config: PLDTConfig):
@@ -43,18 +36,35 @@ class PaperLearningRateSchedule(keras.callbacks.Callback):
         self.config = config
 
     def rate(self, epoch: int) -> float:
-        cfg = self.config
-        return cfg.learning_rate if epoch < cfg.epochs else cfg.decay_learning_rate
+        return learning_rate(self.config, epoch)
 
     def on_epoch_begin(self, epoch, logs=None):
-        base = self.rate(epoch)
         for name, optimizer in self.model.optimizers.items():
-            scale = 1.0 if name == "converter" else self.config.discriminator_lr_multiplier
-            optimizer.learning_rate = base * scale
+            inner = getattr(optimizer, "inner_optimizer", optimizer)
+            if not isinstance(inner._learning_rate, PaperSchedule):
+                inner.learning_rate = learning_rate(self.config, epoch, name)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = self.rate(epoch)
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard with every epoch's scalars, and batch steps that go on from the
+    optimizer's step when a run resumes.
+
+    Keras writes the epoch scalars under the record-if condition of its batch-level
+    `update_freq`, so only epochs whose last step is a multiple of it kept them; and it counts
+    batch steps from 1 in every `fit`.
+    """
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._global_train_batch = int(self.model.optimizer.iterations)
+
+    def _log_epoch_metrics(self, epoch, logs):
+        with tf.summary.record_if(True):
+            super()._log_epoch_metrics(epoch, logs)
 
 
 def sample_grid(source, generated, target) -> np.ndarray:
@@ -73,14 +83,23 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 class SampleGrid(keras.callbacks.Callback):
-    """Every epoch: the converter on a fixed validation batch, as `samples/epoch_NNN.png` and as a
-    TensorBoard image (`samples` in `logs/samples`)."""
+    """Every epoch: the converter on a fixed batch, as `samples/epoch_NNN.png` and as a
+    TensorBoard image in `logs/samples`, tagged `tag` (say which photos these are: held-out
+    or training)."""
 
-    def __init__(self, source, target, run_dir: str | Path, log_dir: str | Path | None = None):
+    def __init__(
+        self,
+        source,
+        target,
+        run_dir: str | Path,
+        log_dir: str | Path | None = None,
+        tag: str = "source | generated | target",
+    ):
         super().__init__()
+        self.tag = tag
         self.source = np.asarray(source, np.float32)
         self.target = np.asarray(target, np.float32)
-        self.sample_dir = Path(run_dir) / "samples"
+        self.sample_dir = RunFolder(run_dir).samples
         self.log_dir = Path(log_dir) if log_dir else None
         self._writer = None
 
@@ -92,8 +111,8 @@ class SampleGrid(keras.callbacks.Callback):
         if self.log_dir is not None:
             if self._writer is None:
                 self._writer = tf.summary.create_file_writer(str(self.log_dir / "samples"))
-            with self._writer.as_default():
-                tf.summary.image("source | generated | target", grid[None], step=epoch + 1)
+            with self._writer.as_default(), tf.summary.record_if(True):
+                tf.summary.image(self.tag, grid[None], step=epoch + 1)
             self._writer.flush()
 
     def on_train_end(self, logs=None):
@@ -103,86 +122,66 @@ class SampleGrid(keras.callbacks.Callback):
 
 class NaNGuard(keras.callbacks.TerminateOnNaN):
     """`TerminateOnNaN` for PLDT's losses (there is no single `loss`): stops at the first
-    NaN/inf loss and remembers where, so the checkpoint keeps the last good epoch."""
+    NaN/inf loss, or at the end of an epoch whose loss grew `growth` times from its value at
+    the first step (a diverging run: too high a learning rate), and says where, so the
+    checkpoint keeps the last good epoch."""
 
-    def __init__(self):
+    def __init__(self, growth: float = 1e3):
         super().__init__()
+        self.growth = growth
         self.epoch = 0
         self.failure: str | None = None
+        self._first: dict[str, float] = {}
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_batch_end(self, batch, logs=None):
         for name, value in (logs or {}).items():
-            if "loss" in name and not math.isfinite(float(value)):
+            if not name.endswith("_loss"):
+                continue
+            value = float(value)
+            if not math.isfinite(value):
+                self.failure = f"{name} became {value} at epoch {self.epoch + 1}, step {batch + 1}"
+                self.model.stop_training = True
+                return
+            self._first.setdefault(name, abs(value))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.failure:
+            return
+        for name, value in (logs or {}).items():
+            first = self._first.get(name)
+            if first is not None and abs(float(value)) > self.growth * max(first, 1.0):
                 self.failure = (
-                    f"{name} became {float(value)} at epoch {self.epoch + 1}, step {batch + 1}"
+                    f"{name} grew from {first:.3g} to {float(value):.3g} by the end of epoch "
+                    f"{epoch + 1}: the run diverges (lower --learning-rate)"
                 )
                 self.model.stop_training = True
                 return
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Atomic, resumable checkpoints in `checkpoints/`: after each epoch the full state (the
-    three networks and the three optimizers) goes to `epoch_NNN.weights.h5`, then
-    `state.json` is replaced to point at it, then older files are removed; so a kill at any
-    moment leaves a consistent last epoch. The best epoch by `monitor` is kept as
-    `best.weights.h5`. `history.csv` is rewritten from the state, so it never has a row for an
-    epoch that a resume will repeat. Epochs in which `nan_guard` fired are not saved.
-    """
+    """Atomic, resumable checkpoints of the full state (the three networks and optimizers)
+    after each epoch, the best epoch by `monitor`, and `history.csv`
+    (`RunFolder.save_checkpoint`). Epochs in which `nan_guard` fired are not saved."""
 
     def __init__(self, run_dir, monitor="val_rmse", nan_guard: NaNGuard | None = None):
         super().__init__()
-        self.run_dir = Path(run_dir)
-        self.dir = self.run_dir / "checkpoints"
+        self.run = RunFolder(run_dir)
         self.monitor = monitor
         self.nan_guard = nan_guard
-        self.state = read_state(self.run_dir) or {"epoch": 0, "history": [], "best": None}
 
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_guard is not None and self.nan_guard.failure:
             return
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        self.dir.mkdir(parents=True, exist_ok=True)
-        name = f"epoch_{epoch + 1:03d}.weights.h5"
-        tmp = self.dir / f".tmp-{os.getpid()}.weights.h5"
-        self.model.save_weights(tmp)
-        os.replace(tmp, self.dir / name)
-        value = logs.get(self.monitor, logs.get(self.monitor.removeprefix("val_")))
-        best = self.state.get("best")
-        if value is not None and (best is None or value < best["value"]):
-            tmp_best = self.dir / f".tmp-best-{os.getpid()}.weights.h5"
-            self.model.save_weights(tmp_best)
-            os.replace(tmp_best, self.dir / "best.weights.h5")
-            best = {"epoch": epoch + 1, "monitor": self.monitor, "value": value}
-        history = [row for row in self.state["history"] if row["epoch"] <= epoch]
-        history.append({"epoch": epoch + 1, **logs})
-        self.state = {"epoch": epoch + 1, "weights": name, "history": history, "best": best}
-        atomic_write_bytes(self.dir / "state.json", json.dumps(self.state, indent=1).encode())
-        for old in self.dir.glob("epoch_*.weights.h5"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-        write_history_csv(self.run_dir / "history.csv", history)
+        self.run.save_checkpoint(self.model, epoch + 1, logs, self.monitor)
 
 
 def read_state(run_dir) -> dict | None:
-    """The `checkpoints/state.json` of a run (last completed epoch, weights file), or None."""
-    path = Path(run_dir) / "checkpoints" / "state.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
-
-
-def write_history_csv(path: Path, history: list[dict]) -> None:
-    keys: list[str] = []
-    for row in history:
-        keys += [k for k in row if k not in keys]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_bytes(path, buf.getvalue().encode())
+    """The checkpoint state of a run (last completed epoch, weights file), or None."""
+    return RunFolder(run_dir).state()
 
 
 class EpochSummary(keras.callbacks.Callback):

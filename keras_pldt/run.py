@@ -261,11 +261,32 @@ class RunFolder:
         """The full `PLDT` (converter, D_R, D_A, optimizers) from the last or best checkpoint."""
         from keras_pldt.model import PLDT
 
-        path = self.weights_path(which)
         model = PLDT(self.config())
         model.compile()
-        model.load_weights(path)
+        self.restore(model, which)
         return model
+
+    def restore(self, model, which: str = "last", saved: PLDTConfig | None = None) -> None:
+        """Load the last or best checkpoint into a compiled `model` of this run, whose runtime
+        settings may differ from those the checkpoint was written with (`saved`, by default
+        config.json's): with other conv kernels (`subpixel_convs`) the layers store their
+        variables apart, so the weights go over in order."""
+        from keras_pldt.model import PLDT
+
+        path = self.weights_path(which)
+        saved = saved or self.config()
+        if saved.subpixel_convs == model.config.subpixel_convs:
+            model.load_weights(path)
+            return
+        source = PLDT(model.config.replace(subpixel_convs=saved.subpixel_convs))
+        source.compile()
+        source.load_weights(path)
+        model.set_weights(source.get_weights())
+        for name, optimizer in model.optimizers.items():
+            for mine, theirs in zip(
+                optimizer.variables, source.optimizers[name].variables, strict=True
+            ):
+                mine.assign(theirs)
 
     def load_converter(self, which: str = "final"):
         """The converter: the final converter.keras, or the EMA/plain converter of the last or

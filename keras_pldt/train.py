@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -18,15 +17,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from keras_pldt.cli import HelpFormatter, quiet_tensorflow
 from keras_pldt.config import PRESETS, VARIANTS, PLDTConfig, get_preset
+from keras_pldt.run import FINAL, RunError, RunFolder
+
+__all__ = ["RunError", "TrainingDiverged", "build_parser", "main", "resolve_config", "train"]
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
-ARTEFACTS = ("config.json", "split.json", "checkpoints", "logs", "samples", "history.csv")
-FINAL_MODEL = "converter.keras"
-
-
-class RunError(RuntimeError):
-    """A problem the user can fix (bad folder, config mismatch): printed as one line."""
+FINAL_MODEL = FINAL
+#: The number of updates at which the recommended recipe was measured as sharp as real photos.
+SHARP_UPDATES = 2500
 
 
 class TrainingDiverged(RunError):
@@ -54,13 +54,22 @@ def add_config_arguments(p: argparse.ArgumentParser, variant: bool = True) -> No
     )
     if variant:
         p.add_argument("--variant", choices=VARIANTS, help="Table 2 method (default: rf+dd, ours)")
-    p.add_argument("--image-size", type=int, help="S of the S x S images (64 in the paper)")
-    p.add_argument("--base-filters", type=int, help="width of the first conv (128 in the paper)")
-    p.add_argument("--batch-size", type=int, help="global batch size (128 in the paper)")
-    p.add_argument("--epochs", type=int, help="epochs at the base learning rate (25)")
-    p.add_argument("--decay-epochs", type=int, help="further epochs at the decayed rate (5)")
-    p.add_argument("--learning-rate", type=float, help="base Adam learning rate (2e-4)")
-    p.add_argument("--seed", type=int, help="seed of weights, split and data order (0)")
+    for flag, kind, field, text in (
+        ("--image-size", int, "image_size", "S of the S x S images"),
+        ("--base-filters", int, "base_filters", "width of the first conv"),
+        ("--batch-size", int, "batch_size", "global batch size"),
+        ("--epochs", int, "epochs", "epochs at the base learning rate"),
+        ("--decay-epochs", int, "decay_epochs", "further epochs at the decayed rate"),
+        ("--learning-rate", float, "learning_rate", "base Adam learning rate, > 0"),
+    ):
+        p.add_argument(flag, type=kind, help=f"{text} {_preset_default(field)}")
+    p.add_argument(
+        "--decay-learning-rate",
+        type=float,
+        help="rate of the decay epochs (default: a tenth of --learning-rate when that is given, "
+        "else the preset's; paper: 2e-05, demo: 5e-05)",
+    )
+    p.add_argument("--seed", type=int, help="seed of weights, split and data order (default: 0)")
     p.add_argument(
         "--set",
         action="append",
@@ -70,13 +79,20 @@ def add_config_arguments(p: argparse.ArgumentParser, variant: bool = True) -> No
     )
 
 
+def _preset_default(field: str) -> str:
+    """'(default: the preset's; paper: X, demo: Y)' for a config field."""
+    values = [get_preset(name).to_dict()[field] for name in ("paper", "demo")]
+    paper, demo = (f"{v:g}" if isinstance(v, float) else v for v in values)
+    return f"(default: the preset's; paper: {paper}, demo: {demo})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m keras_pldt.train",
         description="Train a pixel-level domain transfer converter (Yoo et al., ECCV 2016). "
         "With no --data/--manifest it trains on the embedded synthetic LookBook with the demo "
         "preset. Re-run the same command to resume an interrupted run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_data_arguments(p)
     p.add_argument("--run-dir", help="run folder (default: runs/<preset>-<variant>[-reverse])")
@@ -109,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace a run folder made with another config"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar, epoch lines only")
+    p.add_argument(
+        "--verbose", action="store_true", help="show TensorFlow's own C++ log lines as well"
+    )
     return p
 
 
@@ -142,10 +161,15 @@ def set_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def resolve_config(args: argparse.Namespace) -> PLDTConfig:
-    """Preset, then explicit flags, then --set FIELD=VALUE."""
+    """Preset (for the chosen variant: `PLDTConfig.with_variant`), then explicit flags, then
+    --set FIELD=VALUE. Settings a variant would ignore are refused when given explicitly."""
     preset = args.preset or ("paper" if (args.data or args.manifest) else "demo")
+    overrides = explicit_overrides(args)
     try:
-        return get_preset(preset, **explicit_overrides(args))
+        base = get_preset(preset)
+        if "variant" in overrides:
+            base = base.with_variant(overrides["variant"])
+        return base.replace(**overrides)
     except ValueError as e:
         raise RunError(str(e)) from None
 
@@ -161,6 +185,7 @@ def explicit_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "epochs": args.epochs,
         "decay_epochs": args.decay_epochs,
         "learning_rate": args.learning_rate,
+        "decay_learning_rate": flag("decay_learning_rate"),
         "seed": args.seed,
         "jit_compile": True if flag("jit_compile") else None,
         "reverse": True if flag("reverse") else None,
@@ -170,6 +195,8 @@ def explicit_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["precision"] = "mixed_float16"
     elif flag("precision"):
         overrides["precision"] = args.precision
+    if args.learning_rate is not None and overrides["decay_learning_rate"] is None:
+        overrides["decay_learning_rate"] = args.learning_rate / 10  # the paper's ratio
     overrides.update(set_overrides(args.set))
     return {k: v for k, v in overrides.items() if v is not None}
 
@@ -233,36 +260,7 @@ def _versions() -> dict[str, str]:
             "keras_version": keras.__version__}  # fmt: skip
 
 
-def prepare_run_dir(run_dir: Path, config: PLDTConfig, data_id: dict, overwrite: bool) -> None:
-    """Create the folder and config.json, or check that an existing one has the same config."""
-    path = run_dir / "config.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        same_data = {k: saved.get(k) for k in data_id} == data_id
-        differing = [
-            k for k, v in config.to_dict().items() if saved.get(k, v) != v and k != "cache"
-        ]
-        if not same_data:
-            differing.append("data")
-        if differing and not overwrite:
-            raise RunError(
-                f"{run_dir} holds a run with a different config ({', '.join(differing)}); "
-                "use another --run-dir, or --overwrite to replace it"
-            )
-        if differing:
-            for name in (*ARTEFACTS, FINAL_MODEL):
-                target = run_dir / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        config.to_json(path, **data_id, **_versions())
-
-
-def _set_precision(config: PLDTConfig) -> None:
-    import keras
+def _check_precision(config: PLDTConfig) -> None:
     import tensorflow as tf
 
     if config.precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
@@ -270,10 +268,13 @@ def _set_precision(config: PLDTConfig) -> None:
             "--mixed-precision (mixed_float16) needs a GPU; on this CPU-only machine it is "
             "slower than float32. Use --precision bfloat16 on CPUs with AVX-512 BF16."
         )
-    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16"}.get(
-        config.precision, config.precision
-    )
-    keras.mixed_precision.set_global_policy(policy)
+
+
+def _split_record(pipelines) -> dict[str, Any]:
+    """split.json's content for the pipelines' split."""
+    data = pipelines.data
+    source = "folders" if data.folder_splits is not None else "products"
+    return {"source": source, "seed": pipelines.seed, "root": str(data.root), **pipelines.split}
 
 
 def train(
@@ -288,66 +289,63 @@ def train(
 ):
     """Train (or resume) a run; returns the `PLDT` model. The CLI's engine, callable from Python.
 
-    Raises `RunError` (and `keras_pldt.data.DataError`) for problems the user can fix.
+    Nothing is written into `run_dir` until the data and the folder are validated. Raises
+    `RunError` (and `keras_pldt.data.DataError`) for problems the user can fix.
     """
     import keras
     import tensorflow as tf
 
-    from keras_pldt import callbacks as cb
     from keras_pldt.data import build_pipelines
     from keras_pldt.model import PLDT
 
     if isinstance(strategy, str):
         strategy = select_strategy(strategy)
-    run_dir = Path(run_dir)
     chief = _is_chief(strategy)
-    work_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="pldt-worker-"))
+    run = RunFolder(run_dir)
+    work = run if chief else RunFolder(tempfile.mkdtemp(prefix="pldt-worker-"))
     data_id = {
         "data": str(Path(data).resolve()) if data else None,
         "manifest": str(Path(manifest).resolve()) if manifest else None,
     }
-    prepare_run_dir(work_dir, config, data_id, overwrite)
-    _set_precision(config)
+    _check_precision(config)
+    saved = work.saved() or {}
+    if saved.get("batch_size") and saved["batch_size"] != config.batch_size:
+        # A batch size the data clamped when the run began; the run keeps it.
+        config = config.replace(batch_size=min(config.batch_size, saved["batch_size"]))
+    work.check(config, data_id, overwrite)  # refuse another run before any work
+    reuse_split = work.split_path.exists() and not work.differing_identity(config, data_id)
     pipelines = build_pipelines(
         data, manifest=manifest, image_size=config.image_size, batch_size=config.batch_size,
-        seed=config.seed, run_dir=work_dir, cache=config.cache, reverse=config.reverse,
-        val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-        verbose=verbose > 0,
+        seed=config.seed, run_dir=work.path if reuse_split else None, cache=config.cache,
+        reverse=config.reverse, val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction, verbose=True,
     )  # fmt: skip
-    if pipelines.batch_size != config.batch_size:
+    if pipelines.batch_size != config.batch_size:  # the pipelines said so
         config = config.replace(batch_size=pipelines.batch_size)
+    changed = work.check(config, data_id, overwrite)
+    written = work.config() if work.is_run() else None  # what the checkpoints were made with
+    work.prepare(config, data_id, overwrite, **_versions())  # the first write into the folder
+    work.write_split(_split_record(pipelines))
     total = config.total_epochs
-    state = cb.read_state(run_dir)  # workers other than the chief resume from the chief's
+    state = run.state()  # workers other than the chief resume from the chief's
     initial_epoch = state["epoch"] if state else 0
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = PLDT(config)
         model.compile()
     if state:
-        model.load_weights(run_dir / "checkpoints" / state["weights"])
-        print_fn(f"resuming {run_dir} after epoch {initial_epoch}/{total}")
-    if initial_epoch < total:
-        shown = pipelines.splits["val"] if pipelines.splits["val"].num_sources else None
-        arrays = pipelines.load_split_arrays("val" if shown else "train", limit=512)
-        rows = showcase_rows(arrays["product"], 8)
-        nan_guard = cb.NaNGuard()
-        checkpoint = cb.RunCheckpoint(
-            work_dir, monitor="val_rmse" if shown else "rmse", nan_guard=nan_guard
+        run.restore(model, "last", saved=written)
+        note = f" with {', '.join(f'{k}={getattr(config, k)}' for k in changed)}" if changed else ""
+        print_fn(f"resuming {run.path} after epoch {initial_epoch}/{total}{note}")
+    updates = pipelines.steps_per_epoch * total
+    if initial_epoch == 0 and updates < SHARP_UPDATES and config.reconstruction_weight:
+        print_fn(
+            f"note: this run makes {updates} updates; the recommended recipe was measured as "
+            f"sharp as real photos at about {SHARP_UPDATES}: more --epochs or a smaller "
+            "--batch-size give it more"
         )
-        callbacks = [
-            cb.PaperLearningRateSchedule(config),
-            nan_guard,
-            cb.SampleGrid(
-                arrays["source"][rows], arrays["target"][rows], work_dir, work_dir / "logs"
-            ),
-            keras.callbacks.TensorBoard(
-                log_dir=str(work_dir / "logs"),
-                update_freq=max(1, pipelines.steps_per_epoch // 20),
-                write_graph=False,
-            ),
-            checkpoint,
-            cb.EpochSummary(total, pipelines.steps_per_epoch * config.batch_size, print_fn),
-        ]
+    if initial_epoch < total:
+        callbacks, nan_guard = _callbacks(config, pipelines, work, print_fn)
         train_ds = pipelines.train_for_epochs(initial_epoch, total)
         val_ds = pipelines.val
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -367,26 +365,58 @@ def train(
             callbacks=callbacks,
             verbose=verbose,
         )
+        _print_skips(pipelines, print_fn)
         if nan_guard.failure:
-            last = cb.read_state(work_dir)
-            kept = f"epoch {last['epoch']}" if last else "none (no epoch completed)"
+            last = work.completed_epochs()
+            kept = f"epoch {last} in {work.checkpoints}" if last else "none (no epoch completed)"
             raise TrainingDiverged(
-                f"training stopped: {nan_guard.failure}; last good checkpoint kept: {kept} "
-                f"in {work_dir / 'checkpoints'}"
+                f"training stopped: {nan_guard.failure}; last good checkpoint kept: {kept}"
             )
     else:
-        print_fn(f"{run_dir} is already complete ({total} epochs)")
+        print_fn(f"{run.path} is already complete ({total} epochs)")
+        _print_skips(pipelines, print_fn)
     if chief:
-        tmp = work_dir / f".tmp-{os.getpid()}-{FINAL_MODEL}"
-        keras.saving.save_model(model.ema_converter(), tmp)
-        os.replace(tmp, work_dir / FINAL_MODEL)
+        work.save_final(model.ema_converter())
     else:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        shutil.rmtree(work.path, ignore_errors=True)
     return model
+
+
+def _print_skips(pipelines, print_fn) -> None:
+    """The count of files the data check skipped, again at the end (quiet or not)."""
+    if pipelines.report.counts():
+        print_fn(pipelines.report.summary())
+
+
+def _callbacks(config, pipelines, run: RunFolder, print_fn):
+    """The run's callbacks (and its NaN guard): schedule, NaN/divergence stop, sample grid,
+    TensorBoard, checkpoint, epoch line."""
+    from keras_pldt import callbacks as cb
+
+    held_out = bool(pipelines.splits["val"].num_sources)
+    arrays = pipelines.load_split_arrays("val" if held_out else "train", limit=512)
+    rows = showcase_rows(arrays["product"], 8)
+    if held_out:
+        tag = "validation: source | generated | target"
+    else:
+        tag = "training photos (no val split): source | generated | target"
+        print_fn("note: the data has no validation split; the sample grid shows training photos")
+    nan_guard = cb.NaNGuard()
+    steps = pipelines.steps_per_epoch
+    callbacks = [
+        cb.PaperLearningRateSchedule(config),
+        nan_guard,
+        cb.SampleGrid(arrays["source"][rows], arrays["target"][rows], run.path, run.logs, tag),
+        cb.TensorBoard(log_dir=str(run.logs), update_freq=max(1, steps // 20), write_graph=False),
+        cb.RunCheckpoint(run.path, monitor="val_rmse" if held_out else "rmse", nan_guard=nan_guard),
+        cb.EpochSummary(config.total_epochs, steps * config.batch_size, print_fn),
+    ]
+    return callbacks, nan_guard
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_tensorflow(args.verbose)
     from keras_pldt.data import DataError
 
     try:
@@ -404,9 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     except (RunError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 3 if isinstance(e, TrainingDiverged) else 2
+    run = RunFolder(run_dir)
     print(
-        f"done: {run_dir}/{FINAL_MODEL}; samples in {run_dir}/samples; "
-        f"TensorBoard: tensorboard --logdir {run_dir}/logs"
+        f"done: {run.final_model}; samples in {run.samples}; "
+        f"TensorBoard: tensorboard --logdir {run.logs}"
     )
     return 0
 

@@ -36,6 +36,21 @@ def run_cli(args, **kw):
                           capture_output=True, text=True, **kw)  # fmt: skip
 
 
+def event_scalars(path) -> dict[str, list[int]]:
+    """tag -> steps of the scalar summaries in one TensorBoard event file."""
+    tags: dict[str, list[int]] = {}
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+        for value in event.summary.value:
+            tags.setdefault(value.tag, []).append(int(event.step))
+    return tags
+
+
+def batch_steps(path) -> list[int]:
+    return [
+        s for tag, steps in event_scalars(path).items() if tag.startswith("batch_") for s in steps
+    ]
+
+
 def converter_weights(run_dir):
     model = keras.saving.load_model(Path(run_dir) / "converter.keras")
     return [w.numpy() for w in model.weights]
@@ -120,6 +135,13 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
     again = run_cli([*common, "--run-dir", str(resumed)], timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"resuming {resumed} after epoch {killed_at}" in again.stdout
+    # TensorBoard's batch steps go on from the global step: the resumed run's start after
+    # the killed run's checkpoint instead of at 1 again.
+    first, *rest = sorted((resumed / "logs" / "train").glob("events.out.tfevents*"))
+    steps_per_epoch = 48 // 8  # 12 products x 4 sources, minus val/test products, batch 8
+    resumed_steps = [s for f in rest for s in batch_steps(f)]
+    assert resumed_steps and min(resumed_steps) > killed_at * (steps_per_epoch // 2)
+    assert min(resumed_steps) > min(batch_steps(first))
     with open(resumed / "history.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
     for a, b in zip(converter_weights(straight), converter_weights(resumed), strict=True):
@@ -133,7 +155,7 @@ def test_nan_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, t
     good = json.loads((run_dir / "checkpoints/state.json").read_text())
     # Same run folder extended by a second epoch whose learning rate blows the weights up.
     config = json.loads((run_dir / "config.json").read_text())
-    config.update(epochs=2, learning_rate=1e30)
+    config.update(epochs=2, learning_rate=1e30, decay_learning_rate=1e30 / 10)
     (run_dir / "config.json").write_text(json.dumps(config))
     code = train.main([*args, "--epochs", "2", "--learning-rate", "1e30"])
     assert code == 3
@@ -222,3 +244,95 @@ def test_two_worker_multiworker_run_on_loopback(tmp_path, tiny_data):
         assert p.returncode == 0, err[-3000:]
     state = json.loads((run_dir / "checkpoints/state.json").read_text())
     assert state["epoch"] == 1 and (run_dir / "converter.keras").exists()
+
+
+def test_tensorboard_holds_every_epochs_scalars_and_sample_grid(tmp_path, tiny_data):
+    # 3 epochs of 4 steps with update_freq 1..: every epoch's scalars and image are written,
+    # whatever the batch-level update frequency (Keras alone kept only some epochs).
+    run_dir = tmp_path / "run"
+    args = ["--data", str(tiny_data), "--run-dir", str(run_dir), *TINY]
+    assert train.main([*args, "--epochs", "2", "--decay-epochs", "1", "--batch-size", "10"]) == 0
+    (train_events,) = (run_dir / "logs" / "train").glob("events.out.tfevents*")
+    scalars = event_scalars(train_events)
+    assert sorted(scalars["epoch_converter_loss"]) == [0, 1, 2]
+    assert sorted(scalars["epoch_domain_loss"]) == [0, 1, 2]
+    (val_events,) = (run_dir / "logs" / "validation").glob("events.out.tfevents*")
+    assert sorted(event_scalars(val_events)["epoch_rmse"]) == [0, 1, 2]
+    (sample_events,) = (run_dir / "logs" / "samples").glob("events.out.tfevents*")
+    steps = [
+        e.step for e in tf.compat.v1.train.summary_iterator(str(sample_events)) if e.summary.value
+    ]
+    assert sorted(steps) == [1, 2, 3]
+
+
+def test_a_failed_first_command_does_not_block_the_corrected_one(tmp_path, tiny_data, capsys):
+    run_dir = tmp_path / "run"
+    common = ["--run-dir", str(run_dir), *TINY, "--epochs", "1", "--decay-epochs", "0"]
+    assert train.main(["--data", str(tmp_path / "TYPO"), *common]) == 2
+    assert not run_dir.exists()  # nothing written before the inputs are validated
+    assert train.main(["--data", str(tiny_data), *common]) == 0
+    final = run_dir / "converter.keras"
+    mtime = final.stat().st_mtime_ns
+    assert train.main(["--data", str(tiny_data), *common]) == 0  # finished: nothing rewritten
+    assert final.stat().st_mtime_ns == mtime
+    assert "already complete" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("rate", ["-1", "0"])
+def test_non_positive_learning_rates_are_refused_in_one_line(tmp_path, rate, capsys):
+    code = train.main(["--run-dir", str(tmp_path / "r"), *TINY, "--learning-rate", rate])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error:") and "learning_rate" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_decay_rate_follows_an_explicit_learning_rate():
+    args = train.build_parser().parse_args(["--learning-rate", "1e-3"])
+    config = train.resolve_config(args)
+    assert config.decay_learning_rate == pytest.approx(1e-4)
+    args = train.build_parser().parse_args(
+        ["--learning-rate", "1e-3", "--decay-learning-rate", "5e-4"]
+    )
+    assert train.resolve_config(args).decay_learning_rate == pytest.approx(5e-4)
+
+
+def test_divergence_without_nan_is_flagged_at_the_end_of_the_epoch():
+    from keras_pldt.callbacks import NaNGuard
+
+    guard = NaNGuard()
+    guard.set_model(keras.Sequential())
+    guard.on_epoch_begin(0)
+    guard.on_batch_end(0, {"converter_loss": 0.8, "converter_l1": 0.0})
+    guard.on_epoch_end(0, {"converter_loss": 0.5})
+    assert guard.failure is None
+    guard.on_epoch_begin(1)
+    guard.on_epoch_end(1, {"converter_loss": 7.8e14})
+    assert "converter_loss" in guard.failure and "epoch 2" in guard.failure
+
+
+def test_resume_with_other_runtime_settings_works_and_says_so(tmp_path, tiny_data, capsys):
+    run_dir = tmp_path / "run"
+    args = ["--data", str(tiny_data), "--run-dir", str(run_dir), *TINY, "--decay-epochs", "0"]
+    assert train.main([*args, "--epochs", "1"]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    config.update(epochs=2)  # the same run, one epoch longer
+    (run_dir / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert train.main([*args, "--epochs", "2", "--set", "subpixel_convs=false"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming" in out and "subpixel_convs=False" in out
+    assert json.loads((run_dir / "config.json").read_text())["subpixel_convs"] is False
+
+
+def test_quiet_still_reports_skipped_files_at_the_end(tmp_path, tiny_data, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    (data / "PID0000_CLEAN0_IID9999.png").write_bytes(b"not an image")
+    run_dir = tmp_path / "run"
+    code = train.main(["--data", str(data), "--run-dir", str(run_dir), *TINY, "--epochs", "1",
+                       "--decay-epochs", "0"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "undecodable" in out[-2] or "undecodable" in out[-1]

@@ -1,0 +1,35 @@
+"""What every command line shares: the help formatter and TensorFlow's C++ log level.
+
+Nothing here runs at import: each command's `main` calls `quiet_tensorflow` before it imports
+TensorFlow, so the library itself never changes the process's environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+#: TensorFlow's C++ log level the commands run at: 3 hides INFO, WARNING and ERROR lines such
+#: as "failed call to cuInit" on a CPU-only machine, which a user reads as a failure.
+QUIET_LEVEL = "3"
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Keep TensorFlow's C++ log quiet unless `verbose` or the user's own TF_CPP_MIN_LOG_LEVEL
+    asks for it. Call it in a command's `main`, before TensorFlow is imported."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_LEVEL)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default once: only when it has one and its help does not already
+    say what it is."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text:
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return text + " (default: %(default)s)"
+        return text
