@@ -1,8 +1,7 @@
-"""keras-pldt: Pixel-Level Domain Transfer (Yoo et al., ECCV 2016) in Keras 3."""
+"""keras-pldt: Pixel-Level Domain Transfer (Yoo et al., ECCV 2016) in Keras 3.
 
-import os
-
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+Importing the package changes nothing in the process: the command-line entry points quiet
+TensorFlow's C++ log in their own `main` (`keras_pldt.cli.quiet_tensorflow`).
+"""
 
 __version__ = "0.1.0"

@@ -24,13 +24,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from keras_pldt import metrics as M
+
+class _LazyModule:
+    """A module imported on first attribute access (keeps ``--help`` free of TensorFlow)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+M = _LazyModule("keras_pldt.metrics")  # metrics imports TensorFlow
+
+from keras_pldt.run import RunError, RunFolder  # noqa: E402
 
 EVAL_JSON, EVAL_MD, FIGURE = "eval.json", "eval.md", "figure5.png"
 WEIGHTS = ("last", "best", "converter")
@@ -173,48 +187,32 @@ def score_images(generated: np.ndarray, evalset: EvalSet) -> dict:
 
 # ----------------------------------------------------------------------------- models
 def _config(run_dir: Path):
-    from keras_pldt.config import PLDTConfig
-
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise EvalError(f"{run_dir} is not a run folder (no config.json); train one first")
-    saved = json.loads(path.read_text())
-    return PLDTConfig.from_dict(saved), saved
+    """(PLDTConfig, config.json as saved) of a run folder."""
+    run = RunFolder(run_dir)
+    try:
+        return run.config(), run.saved()
+    except RunError as e:
+        raise EvalError(str(e)) from None
 
 
 def load_pldt(run_dir: str | Path, weights: str = "last"):
-    """The full PLDT (converter and discriminators) of a run from its checkpoint."""
-    from keras_pldt.callbacks import read_state
-    from keras_pldt.model import PLDT
-
-    run_dir = Path(run_dir)
-    config, _ = _config(run_dir)
-    state = read_state(run_dir)
-    if state is None:
-        raise EvalError(f"{run_dir} has no checkpoint (checkpoints/state.json); train it first")
-    name = "best.weights.h5" if weights == "best" else state["weights"]
-    path = run_dir / "checkpoints" / name
-    if not path.is_file():
-        raise EvalError(f"missing checkpoint {path}")
-    model = PLDT(config)
-    model.compile()
-    model.load_weights(path)
-    return model
+    """The full PLDT (converter and discriminators) of a run from its checkpoint
+    (`RunFolder.load_model`)."""
+    try:
+        return RunFolder(run_dir).load_model(weights)
+    except RunError as e:
+        raise EvalError(str(e)) from None
 
 
 def load_converter(run_dir: str | Path, weights: str = "last"):
-    """The converter of a run: from the last/best checkpoint or the final converter.keras."""
-    import keras
-
+    """The converter of a run to evaluate: from the last/best checkpoint or the final
+    converter.keras (`RunFolder.load_converter`; "converter" means the final one)."""
     if weights not in WEIGHTS:
         raise EvalError(f"--weights must be one of {WEIGHTS}, got {weights!r}")
-    run_dir = Path(run_dir)
-    if weights == "converter":
-        path = run_dir / "converter.keras"
-        if not path.is_file():
-            raise EvalError(f"{path} does not exist (the run has not finished); use --weights last")
-        return keras.saving.load_model(path, compile=False)
-    return load_pldt(run_dir, weights).ema_converter()
+    try:
+        return RunFolder(run_dir).load_converter(weights)
+    except RunError as e:
+        raise EvalError(str(e)) from None
 
 
 def generate(converter, source01: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -477,13 +475,21 @@ def evaluate_run(
     return result
 
 
-class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show defaults, except None/False ones (already explained in the help text)."""
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help unless the default is None/False or the help
+    already names its default."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
-            return action.help
-        return super()._get_help_string(action)
+        text = action.help or ""
+        if (
+            action.default is None
+            or action.default is False
+            or action.default == argparse.SUPPRESS
+            or "default" in text.lower()
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -512,7 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-baselines", action="store_true", help="skip the reference rows")
     p.add_argument("--figure-rows", type=int, default=8, help="rows of figure5.png")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument(
+        "--verbose", action="store_true", help="also print the dataset summary (files, skipped)"
+    )
     return p
 
 
