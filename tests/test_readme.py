@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,6 +178,11 @@ def test_readme_python_api_runs(monkeypatch, tmp_path):
     namespace = run_snippet(api[0], monkeypatch, tmp_path)
     model = namespace["model"]
     assert model.config.image_size == 32  # the tiny setting reached the snippet
+    # A plain compile(); fit() follows the paper's schedule: the decay epochs ran at the
+    # decayed rate.
+    if model.config.decay_epochs:
+        rate = float(keras.ops.convert_to_numpy(model.converter_optimizer.learning_rate))
+        assert rate == pytest.approx(model.config.decay_learning_rate)
     if "products" in namespace:
         products = namespace["products"]
         assert products.shape[1:] == (32, 32, 3)
