@@ -9,63 +9,37 @@ with :mod:`keras_pldt.evaluate`, and writes ``table3.md``, ``table3.json`` and `
     python -m keras_pldt.reproduce --data path/to/lookbook --out runs/reproduce \\
         --image-size 64 --base-filters 32 --batch-size 32 --epochs 20 --decay-epochs 5
 
-New recipes are one line in :data:`METHODS` (a label -> PLDTConfig overrides) and then
-selectable with ``--variants``.
+:data:`METHODS` holds Table 2's four converters, the recommended recipe and its baseline. Other
+recipes live in Python files with a module-level ``METHODS`` dict of the same form (label ->
+PLDTConfig overrides), such as ``experiments/recipes.py``; ``--recipes FILE`` (or
+``reproduce(..., recipes=[FILE])``) makes their labels selectable with ``--variants``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
+import os
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from keras_pldt.config import ROBUST, PLDTConfig
 
-from keras_pldt.config import ROBUST
-
-#: The robust preset of session 4 (Adam at the paper's 2e-4): the base of its ablation lines.
-_ROBUST_LR2 = {**ROBUST, "learning_rate": 2e-4, "decay_learning_rate": 2e-5}
-#: The robust preset of session 2 (no source augmentation): the base of the first ablation.
-_ROBUST_NOAUG = {**_ROBUST_LR2, "source_augment": ""}
-_ROBUST_TRANSPOSED = {**_ROBUST_NOAUG, "upsampling": "transposed"}
-
-#: Method label -> PLDTConfig overrides (on top of the shared settings). Table 2's converters.
+#: Method label -> PLDTConfig overrides, applied over the run's base settings.
 METHODS: dict[str, dict[str, Any]] = {
+    # Table 2's converters.
     "C+RF": {"variant": "rf"},
     "C+MSE": {"variant": "mse"},
     "C+RF+DD-Neg": {"variant": "rf+dd-neg"},
     "C+RF+DD": {"variant": "rf+dd"},
-    # Beyond the paper (issue 10): one line per recipe; run with --variants C+RF+DD+robust.
+    # The recommended recipe: C+RF+DD with the `robust` preset's switches.
     "C+RF+DD+robust": {"variant": "rf+dd", **ROBUST},
-    # Controls: C+MSE with the preset's source augmentation; the preset without it.
+    # Its fair baseline: C+MSE with the recipe's source augmentation.
     "C+MSE+srcaug": {"variant": "mse", "source_augment": ROBUST["source_augment"]},
-    "robust(no-srcaug)": _ROBUST_NOAUG,
-    # Single switches on top of the session-4 preset (docs/results.md, "ablation on the
-    # preset" and "where the blur comes from"), at its learning rate 2e-4.
-    "robust(lr2e-4)": _ROBUST_LR2,
-    "robust+ssim": {**_ROBUST_LR2, "ssim_weight": 100.0},
-    "robust+patchD": {**_ROBUST_LR2, "real_fake_patches": True},
-    "robust+L1x0.3": {**_ROBUST_LR2, "reconstruction_weight": 30.0},
-    "robust+srcaug4": {**_ROBUST_LR2, "source_augment": "flip,crop,rotate,light"},
-    "robust+flip-only": {**_ROBUST_LR2, "source_augment": "flip"},
-    "robust+GDL": {**_ROBUST_LR2, "gradient_weight": 100.0},
-    "robust+FFL": {**_ROBUST_LR2, "frequency_weight": 100.0},
-    # The first ablation: single switches on top of the session-2 recipe with Table 1's
-    # transposed-conv decoder (the recipe that ablation started from), then on the resize one.
-    "robust(transposed)": _ROBUST_TRANSPOSED,
-    "C+RF+DD+L1": {"variant": "rf+dd", "reconstruction_weight": 100.0},
-    "robust+lowpass4": {**_ROBUST_TRANSPOSED, "reconstruction_lowpass": 4},
-    "robust+lowpass8": {**_ROBUST_TRANSPOSED, "reconstruction_lowpass": 8},
-    "robust+hinge": {**_ROBUST_TRANSPOSED, "adversarial_loss": "hinge"},
-    "robust+lsgan": {**_ROBUST_TRANSPOSED, "adversarial_loss": "lsgan"},
-    "robust+R1": {**_ROBUST_TRANSPOSED, "r1_weight": 1.0},
-    "robust+TTUR": {**_ROBUST_TRANSPOSED, "discriminator_lr_multiplier": 2.0},
-    "robust+dropout": {**_ROBUST_TRANSPOSED, "discriminator_dropout": 0.2},
-    "robust+EMA": {**_ROBUST_TRANSPOSED, "ema_decay": 0.9},
-    "robust+resize+lowpass4": {**_ROBUST_NOAUG, "reconstruction_lowpass": 4},
-    "robust(no-srcaug)+identity": {**_ROBUST_NOAUG, "identity_weight": 100.0},
 }
 DEFAULT_METHODS = ("C+RF", "C+MSE", "C+RF+DD-Neg", "C+RF+DD")
 #: The method whose domain discriminator scores "Retrieval by DD-score" (Table 2).
@@ -74,6 +48,9 @@ DD_METHOD = "C+RF+DD"
 FIGURE_METHODS = ("C+RF", "C+MSE", "C+RF+DD")
 DD_RETRIEVAL = "Retrieval by DD-score"
 OURS_SUFFIX = " (Ours)"
+
+#: A methods table: label -> PLDTConfig overrides.
+Methods = dict[str, dict[str, Any]]
 
 
 class ReproduceError(RuntimeError):
@@ -85,11 +62,82 @@ def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
-def resolve_methods(names) -> list[str]:
-    """Method labels from names: labels of METHODS (any case, '-' or '–'), their folder slugs,
-    or PLDTConfig variant names ('rf+dd')."""
+def _checked(methods: Any, where: str) -> Methods:
+    """`methods` as a methods table, or a one-line error naming `where` it came from."""
+    if not isinstance(methods, Mapping):
+        raise ReproduceError(f"{where}: no METHODS dict (label -> PLDTConfig overrides)")
+    fields = {f.name for f in dataclasses.fields(PLDTConfig)}
+    table = {}
+    for label, overrides in methods.items():
+        if not isinstance(label, str) or not slug(label) or not isinstance(overrides, Mapping):
+            raise ReproduceError(
+                f"{where}: METHODS[{label!r}] must map a label to a dict of PLDTConfig fields"
+            )
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ReproduceError(f"{where}: {label}: unknown PLDTConfig field {unknown[0]!r}")
+        table[label] = dict(overrides)
+    return table
+
+
+def load_recipes(path: str | os.PathLike) -> Methods:
+    """The ``METHODS`` dict of the Python file at `path`, loaded by path (not imported as a
+    package)."""
+    path = Path(path)
+    where = f"--recipes {path}"
+    if not path.is_file():
+        raise ReproduceError(f"{where}: no such file")
+    spec = importlib.util.spec_from_file_location(f"_pldt_recipes_{slug(path.stem)}", path)
+    if spec is None or spec.loader is None:
+        raise ReproduceError(f"{where}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # the user's file: its error in one line, not a traceback
+        raise ReproduceError(f"{where}: {type(e).__name__}: {e}") from None
+    return _checked(getattr(module, "METHODS", None), where)
+
+
+def methods_table(
+    recipes: str | os.PathLike | Mapping | Sequence[str | os.PathLike | Mapping] = (),
+) -> Methods:
+    """:data:`METHODS` plus `recipes`: paths of recipe files (see :func:`load_recipes`) or
+    label -> overrides dicts. A label may repeat a built-in one only with the same overrides,
+    and no two labels may share a run folder. A single path or dict counts as a list of one."""
+    if isinstance(recipes, (str, os.PathLike, Mapping)):
+        recipes = [recipes]
+    table = {label: dict(overrides) for label, overrides in METHODS.items()}
+    folders = {slug(label): label for label in table}
+    for item in recipes:
+        if isinstance(item, Mapping):
+            where, extra = "recipes", _checked(item, "recipes")
+        else:
+            where, extra = f"--recipes {item}", load_recipes(item)
+        for label, overrides in extra.items():
+            if label in table:
+                if table[label] != overrides:
+                    raise ReproduceError(
+                        f"{where}: {label!r} is already a method with other overrides "
+                        f"({table[label]}); give the recipe another label"
+                    )
+                continue
+            other = folders.get(slug(label))
+            if other is not None:
+                raise ReproduceError(
+                    f"{where}: {label!r} and {other!r} would share the run folder "
+                    f"{slug(label)!r}; give the recipe another label"
+                )
+            table[label] = overrides
+            folders[slug(label)] = label
+    return table
+
+
+def resolve_methods(names, methods: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+    """Method labels from names: labels of `methods` (default :data:`METHODS`; any case, '-'
+    or '–'), their folder slugs, or PLDTConfig variant names ('rf+dd')."""
+    methods = METHODS if methods is None else methods
     by_key = {}
-    for label, overrides in METHODS.items():
+    for label, overrides in methods.items():
         by_key[label.lower()] = label
         by_key[slug(label)] = label
         by_key.setdefault(str(overrides.get("variant", "")), label)
@@ -102,7 +150,8 @@ def resolve_methods(names) -> list[str]:
             label = by_key.get(key) or by_key.get(slug(key))
             if label is None:
                 raise ReproduceError(
-                    f"unknown method {part.strip()!r}; choose from {', '.join(METHODS)}"
+                    f"unknown method {part.strip()!r}; choose from {', '.join(methods)} "
+                    "(or add recipe files with --recipes)"
                 )
             if label not in out:
                 out.append(label)
@@ -111,11 +160,16 @@ def resolve_methods(names) -> list[str]:
     return out
 
 
-def method_config(base, label: str, pinned: dict[str, Any] | None = None):
-    """`base` with the method's switches, then the `pinned` fields (explicit settings) over
-    them."""
+def method_config(
+    base, label: str, pinned: dict[str, Any] | None = None, methods: Mapping | None = None
+):
+    """`base` for the method's variant (:meth:`PLDTConfig.with_variant`: the base's switches
+    that variant cannot use reset), with the method's switches (from `methods`, default
+    :data:`METHODS`), then the `pinned` fields (explicit settings) over them."""
+    methods = METHODS if methods is None else methods
+    changes = {**methods[label], **(pinned or {})}
     try:
-        return base.replace(**{**METHODS[label], **(pinned or {})})
+        return base.with_variant(changes.get("variant", base.variant)).replace(**changes)
     except (TypeError, ValueError) as e:
         raise ReproduceError(f"method {label}: {e}") from None
 
@@ -143,19 +197,23 @@ def reproduce(
     verbose: int = 0,
     print_fn=print,
     pinned: dict[str, Any] | None = None,
+    recipes: str | os.PathLike | Mapping | Sequence[str | os.PathLike | Mapping] = (),
 ) -> dict:
     """Train (or resume / skip) each method, evaluate all, write table3.{md,json}, figure5.png.
 
-    `pinned` fields (the command line's explicit settings) apply to every method, over its
-    own switches."""
+    `methods` are names of :data:`METHODS` or of the `recipes` (recipe files or dicts, see
+    :func:`methods_table`). `pinned` fields (the command line's explicit settings) apply to
+    every method, over its own switches."""
+    table = methods_table(recipes)
+    labels = resolve_methods(methods, table)
+    configs = {label: method_config(base_config, label, pinned, table) for label in labels}
+
     from keras_pldt import evaluate as E
     from keras_pldt.train import train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    labels = resolve_methods(methods)
     run_dirs = {label: out / slug(label) for label in labels}
-    configs = {label: method_config(base_config, label, pinned) for label in labels}
     for label in labels:
         print_fn(f"== {label}: {run_dirs[label]}")
         train(configs[label], run_dirs[label], data=data, manifest=manifest, verbose=verbose,
@@ -164,7 +222,7 @@ def reproduce(
     pipelines = E.build_eval_pipelines(run_dirs[first], configs[first], data, manifest)
     evalset = E.load_eval_set(pipelines, split)
     trainset = E.load_training_set(pipelines)
-    outputs: dict[str, np.ndarray] = {}
+    outputs = {}
     for label in labels:
         converter = E.load_converter(run_dirs[label], weights)
         outputs[label] = E.generate(converter, evalset.source)
@@ -189,7 +247,7 @@ def reproduce(
         "test_products_in_train": E.shared_products(pipelines, split),
         "settings": base_config.to_dict(),
         "methods": {
-            label: {"run_dir": str(run_dirs[label]), **METHODS[label], **(pinned or {})}
+            label: {"run_dir": str(run_dirs[label]), **table[label], **(pinned or {})}
             for label in labels
         },
         "headline": "rmse/c_ssim against the first target image of the source's product",
@@ -214,7 +272,7 @@ def reproduce(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_pldt.evaluate import DefaultsFormatter
+    from keras_pldt.cli import HelpFormatter
     from keras_pldt.train import add_config_arguments, add_data_arguments
 
     p = argparse.ArgumentParser(
@@ -224,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(table3.md, table3.json) and Figure 5 (figure5.png) into --out. Re-running resumes; "
         "finished runs are not retrained. Settings given on the command line (flags and --set "
         "FIELD=VALUE) apply to every method, over the method's own switches.",
-        formatter_class=DefaultsFormatter,
+        formatter_class=HelpFormatter,
     )
     add_data_arguments(p)
     p.add_argument("--out", required=True, help="output folder: one run folder per method")
@@ -234,8 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=list(DEFAULT_METHODS),
         metavar="METHOD",
-        help=f"methods to train (labels of METHODS: {', '.join(METHODS)}; "
-        "comma- or space-separated; variant names like rf+dd work too)",
+        help=f"methods to train: {', '.join(METHODS)} or a label of a --recipes file "
+        "(comma- or space-separated; variant names like rf+dd work too)",
+    )
+    p.add_argument(
+        "--recipes",
+        action="extend",
+        nargs="+",
+        metavar="FILE",
+        help="Python file with a METHODS dict (label -> PLDTConfig overrides) whose labels "
+        "--variants may select, e.g. experiments/recipes.py (repeatable)",
     )
     p.add_argument(
         "--split", default="test", choices=("train", "val", "test"), help="split to evaluate"
@@ -261,6 +327,9 @@ def base_config_from_args(args):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from keras_pldt.cli import quiet_tensorflow
+
+    quiet_tensorflow(args.verbose)
     from keras_pldt.data import DataError
     from keras_pldt.evaluate import EvalError, markdown_tables
     from keras_pldt.train import RunError, explicit_overrides
@@ -272,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         result = reproduce(
             config, args.out, data=args.data, manifest=args.manifest, methods=args.variants,
             split=args.split, weights=args.weights, verbose=1 if args.verbose else 0,
-            pinned=explicit_overrides(args),
+            pinned=explicit_overrides(args), recipes=args.recipes or (),
         )  # fmt: skip
     except (ReproduceError, RunError, DataError, EvalError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,58 @@
+"""Ablation recipes of docs/results.md, one line each: label -> PLDTConfig overrides.
+
+Not part of the package. Load them into a reproduction run by path::
+
+    python -m keras_pldt.reproduce --recipes experiments/recipes.py --variants robust+ssim ...
+
+Each line is applied over the run's base settings (``--preset paper`` in every documented
+command), exactly as a built-in method of ``keras_pldt.reproduce.METHODS``. The values are
+spelled out rather than taken from ``keras_pldt.config.ROBUST`` so that the documented numbers
+keep their recipe whatever the preset becomes; ``experiments/README.md`` lists the command
+behind each number.
+"""
+
+#: The `robust` preset's switches with Adam at the paper's 2e-4 (2e-5 in the decay epochs):
+#: the base of the single-switch ablation on the preset.
+ROBUST_AT_2E4 = {
+    "reconstruction_weight": 100.0,
+    "spectral_norm": True,
+    "diff_augment": "translation,cutout",
+    "feature_matching_weight": 10.0,
+    "upsampling": "resize",
+    "source_augment": "flip,crop",
+    "learning_rate": 2e-4,
+    "decay_learning_rate": 2e-5,
+}
+#: ROBUST_AT_2E4 without source augmentation.
+ROBUST_AT_2E4_NO_SRCAUG = {**ROBUST_AT_2E4, "source_augment": ""}
+#: ROBUST_AT_2E4_NO_SRCAUG with Table 1's transposed-conv decoder: the base of the loss and
+#: regulariser ablation.
+ROBUST_AT_2E4_TRANSPOSED = {**ROBUST_AT_2E4_NO_SRCAUG, "upsampling": "transposed"}
+
+METHODS = {
+    # The preset at 2e-4, and without its source augmentation.
+    "robust(lr2e-4)": ROBUST_AT_2E4,
+    "robust(no-srcaug)": ROBUST_AT_2E4_NO_SRCAUG,
+    # Single switches on ROBUST_AT_2E4.
+    "robust+ssim": {**ROBUST_AT_2E4, "ssim_weight": 100.0},
+    "robust+patchD": {**ROBUST_AT_2E4, "real_fake_patches": True},
+    "robust+L1x0.3": {**ROBUST_AT_2E4, "reconstruction_weight": 30.0},
+    "robust+srcaug4": {**ROBUST_AT_2E4, "source_augment": "flip,crop,rotate,light"},
+    "robust+flip-only": {**ROBUST_AT_2E4, "source_augment": "flip"},
+    "robust+GDL": {**ROBUST_AT_2E4, "gradient_weight": 100.0},
+    "robust+FFL": {**ROBUST_AT_2E4, "frequency_weight": 100.0},
+    # Single switches on ROBUST_AT_2E4_NO_SRCAUG.
+    "robust+resize+lowpass4": {**ROBUST_AT_2E4_NO_SRCAUG, "reconstruction_lowpass": 4},
+    "robust(no-srcaug)+identity": {**ROBUST_AT_2E4_NO_SRCAUG, "identity_weight": 100.0},
+    # Single switches on ROBUST_AT_2E4_TRANSPOSED, and the paper's method with L1 alone.
+    "robust(transposed)": ROBUST_AT_2E4_TRANSPOSED,
+    "C+RF+DD+L1": {"variant": "rf+dd", "reconstruction_weight": 100.0},
+    "robust+lowpass4": {**ROBUST_AT_2E4_TRANSPOSED, "reconstruction_lowpass": 4},
+    "robust+lowpass8": {**ROBUST_AT_2E4_TRANSPOSED, "reconstruction_lowpass": 8},
+    "robust+hinge": {**ROBUST_AT_2E4_TRANSPOSED, "adversarial_loss": "hinge"},
+    "robust+lsgan": {**ROBUST_AT_2E4_TRANSPOSED, "adversarial_loss": "lsgan"},
+    "robust+R1": {**ROBUST_AT_2E4_TRANSPOSED, "r1_weight": 1.0},
+    "robust+TTUR": {**ROBUST_AT_2E4_TRANSPOSED, "discriminator_lr_multiplier": 2.0},
+    "robust+dropout": {**ROBUST_AT_2E4_TRANSPOSED, "discriminator_dropout": 0.2},
+    "robust+EMA": {**ROBUST_AT_2E4_TRANSPOSED, "ema_decay": 0.9},
+}
