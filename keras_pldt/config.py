@@ -294,7 +294,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def get_preset(name: str, **overrides: Any) -> PLDTConfig:
-    """The named preset (`paper`, `demo`, ...) with `overrides` applied."""
+    """The named preset (`paper`, `demo`, ...) with `overrides` applied. A `variant` override
+    first adapts the preset to that variant (`PLDTConfig.with_variant`)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PLDTConfig(**{**PRESETS[name], **overrides})
+    if "variant" not in overrides:
+        return PLDTConfig(**{**PRESETS[name], **overrides})
+    base = PLDTConfig(**PRESETS[name]).with_variant(overrides["variant"])
+    return base.replace(**overrides)

@@ -65,3 +65,12 @@ def test_invalid_settings_name_the_field(change):
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("huge")
+
+
+def test_groups_cover_every_field_once():
+    from keras_pldt.config import GROUPS
+
+    names = [name for group in GROUPS.values() for name in group]
+    assert sorted(names) == sorted(PLDTConfig().to_dict())
+    assert set(PLDTConfig().runtime()) == set(GROUPS["runtime"])
+    assert "precision" not in PLDTConfig().identity() and "variant" in PLDTConfig().identity()
