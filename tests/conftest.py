@@ -1,29 +1,71 @@
+"""Fixtures shared by the tests (constants and functions shared by them are in helpers.py).
+
+Every test starts from the same random state and gets Keras' global settings back as it found
+them, so no test depends on which tests ran before it.
+"""
+
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import random  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from helpers import product_colour  # noqa: E402
 from PIL import Image  # noqa: E402
 
-#: Real photos in LookBook naming (train/ and test/ subfolders), outside the repo.
-GROCERY_VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "grocery_val"
-
-SOURCE_G, TARGET_G = 40, 200  # green channel of tiny test images: which domain
+# PLDT_TEST_ORDER=reverse or =shuffle:SEED runs the test files reversed or shuffled (seeded).
+ORDER_VARIABLE = "PLDT_TEST_ORDER"
 
 
-def product_colour(pid: int, clean: int, k: int = 0) -> tuple[int, int, int]:
-    """Colour of tiny test image k of product pid: R encodes the product (< 50), G the domain."""
-    return (5 * (pid + 1), TARGET_G if clean else SOURCE_G, 30 * k)
+def _file_order() -> str:
+    order = os.environ.get(ORDER_VARIABLE, "")
+    seed = order.removeprefix("shuffle:")
+    if order not in ("", "reverse") and not (order.startswith("shuffle:") and seed.isdigit()):
+        raise pytest.UsageError(f"{ORDER_VARIABLE}={order!r}: use 'reverse' or 'shuffle:SEED'")
+    return order
 
 
-def decode_colour(pixel) -> tuple[int, int]:
-    """(pid, clean) of a pixel of a tiny test image after [-1, 1] scaling."""
-    rgb = np.round((np.asarray(pixel) + 1.0) * 127.5)
-    return int(round(rgb[0] / 5)) - 1, int(rgb[1] == TARGET_G)
+def pytest_configure(config):
+    _file_order()  # a bad value fails before collection
+
+
+def pytest_report_header(config):
+    order = _file_order()
+    return f"test file order: {order} ({ORDER_VARIABLE})" if order else None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Reorder whole test files as PLDT_TEST_ORDER says; each file's tests keep their order."""
+    order = _file_order()
+    if not order:
+        return
+    files: dict[Path, list] = {}
+    for item in items:
+        files.setdefault(item.path, []).append(item)
+    groups = list(files.values())
+    if order == "reverse":
+        groups.reverse()
+    else:
+        random.Random(int(order.removeprefix("shuffle:"))).shuffle(groups)
+    items[:] = [item for group in groups for item in group]
+
+
+@pytest.fixture(autouse=True)
+def _same_process_state():
+    """Seed Python, NumPy, TensorFlow and Keras' seed generator alike before each test, and
+    restore Keras' dtype policy, float type and image data format after it."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    policy = keras.mixed_precision.global_policy()
+    floatx, data_format = keras.config.floatx(), keras.config.image_data_format()
+    yield
+    keras.mixed_precision.set_global_policy(policy)
+    keras.config.set_floatx(floatx)
+    keras.config.set_image_data_format(data_format)
 
 
 @pytest.fixture
@@ -43,3 +85,91 @@ def make_lookbook(tmp_path):
         return root
 
     return make
+
+
+# ---------------------------------------------------------------- export, convert and the kit
+#: The tiny exported converter's image size (32 px, base width 8).
+EXPORT_SIZE = 32
+
+
+@pytest.fixture(scope="session")
+def real_photos():
+    """`real_photos(split)`: the shared grocery photos of `split` ("train" or "test") as a
+    folder, or None when ../shared is absent."""
+    from helpers import GROCERY_VAL
+
+    def find(split: str = "test") -> Path | None:
+        folder = GROCERY_VAL / split
+        return folder if folder.is_dir() and any(folder.glob("*.jpg")) else None
+
+    return find
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, real_photos):
+    """A tiny converter (32 px, base width 8) fitted 30 steps (MSE, source -> its product photo)
+    on the real photos (the synthetic set without ../shared) in a run folder, and exported once
+    to every format. `.model_file(name)` is the model of one format folder."""
+    from types import SimpleNamespace
+
+    import keras
+    import tensorflow as tf
+
+    from keras_pldt.config import PLDTConfig
+    from keras_pldt.export import export
+    from keras_pldt.networks import build_converter
+    from keras_pldt.run import RunFolder
+    from keras_pldt.runtime import list_images, load_photos
+
+    root = tmp_path_factory.mktemp("export")
+    photos = real_photos("train") or real_photos("test")
+    if photos is None:
+        from keras_pldt.datasets.synthetic import generate
+
+        photos = generate(root / "synthetic", 12, 2, seed=0, image_size=64)
+    by_pid: dict[str, list[Path]] = {}
+    for path in list_images(photos):
+        by_pid.setdefault(path.name.split("_")[0], []).append(path)
+    sources, targets = [], []
+    for group in list(by_pid.values())[:40]:
+        clean = [p for p in group if "_CLEAN1_" in p.name] or group
+        pairs = [(p, clean[0]) for p in group if "_CLEAN1_" not in p.name]
+        sources += [s for s, _ in pairs]
+        targets += [t for _, t in pairs]
+    (x, _), (y, _) = load_photos(sources, EXPORT_SIZE), load_photos(targets, EXPORT_SIZE)
+    keras.utils.set_random_seed(0)
+    config = PLDTConfig(base_filters=8, image_size=EXPORT_SIZE, subpixel_convs=False)
+    model = build_converter(config)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3, beta_1=0.5), loss="mse")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(16)
+    model.fit(data, steps_per_epoch=30, epochs=1, verbose=0)
+    run = RunFolder(root / "run")
+    run.prepare(config, {"data": str(photos)})
+    run.save_final(model)
+    out = root / "out"
+    report = export(
+        out,
+        run_dir=run.path,
+        calibration_data=photos,
+        parity_data=real_photos("test"),
+        calibration_samples=32,
+        parity_samples=8,
+        verbose=False,
+    )
+
+    def model_file(name: str) -> Path:
+        if name == "savedmodel":
+            return out / "savedmodel"
+        return out / name / ("converter.onnx" if name == "onnx" else "converter.tflite")
+
+    return SimpleNamespace(
+        size=EXPORT_SIZE,
+        root=root,
+        run=run.path,
+        final=run.final_model,
+        out=out,
+        model=model,
+        report=report,
+        photos=real_photos,
+        model_file=model_file,
+    )

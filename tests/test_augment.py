@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_close, sum_ulps, tolerance
 
 from keras_pldt.augment import augment_sources, diff_augment, parse_policy
 
@@ -28,7 +29,8 @@ def test_shapes_kept_and_images_changed(policy):
 def test_a_pair_gets_one_transformation():
     half = images(channels=3, seed=1)
     y = diff_augment(tf.concat([half, half], -1), "color,translation,cutout", SEED).numpy()
-    np.testing.assert_allclose(y[..., :3], y[..., 3:], atol=1e-6)
+    # The same arithmetic on both halves; its longest sums are the contrast means of 16 x 16 x 3.
+    assert_close(y[..., :3], y[..., 3:], sum_ulps(16 * 16 * 3))
 
 
 def test_translation_moves_content_and_fills_white():
@@ -37,13 +39,13 @@ def test_translation_moves_content_and_fills_white():
     white = (y == 1.0).all(-1).mean(axis=(1, 2))
     # Shifts of up to 1/8 of the size (2 px here) fill at most 1 - (14/16)^2 of an image.
     assert white.max() > 0.05 and len(set(white.tolist())) > 2
-    assert white.max() <= 1 - (14 / 16) ** 2 + 1e-6
+    assert white.max() <= 1 - (14 / 16) ** 2  # pixel counts / 256: exact
 
 
 def test_cutout_greys_a_square():
     y = diff_augment(tf.ones((8, 16, 16, 3)), "cutout", SEED).numpy()
     grey = (y == 0.0).all(-1).mean(axis=(1, 2))
-    assert np.all(grey > 0.05) and np.all(grey <= 0.25 + 1e-6)
+    assert np.all(grey > 0.05) and np.all(grey <= 0.25)  # pixel counts / 256: exact
 
 
 def test_is_differentiable():
@@ -73,8 +75,8 @@ def test_unknown_policy():
 def test_source_flip_mirrors_each_photo_or_keeps_it():
     x = images(n=16, size=16).numpy()
     y = augment_sources(tf.constant(x), "flip", SEED).numpy()
-    mirrored = [np.allclose(a, b[:, ::-1]) for a, b in zip(y, x, strict=True)]
-    kept = [np.allclose(a, b) for a, b in zip(y, x, strict=True)]
+    mirrored = [np.array_equal(a, b[:, ::-1]) for a, b in zip(y, x, strict=True)]  # copies
+    kept = [np.array_equal(a, b) for a, b in zip(y, x, strict=True)]
     assert all(m or k for m, k in zip(mirrored, kept, strict=True))
     assert any(mirrored) and any(kept)  # each image flipped with probability 1/2
 
@@ -111,7 +113,8 @@ def test_source_rotate_and_light_stay_in_range_and_change_the_photo():
     x = images(n=8, size=16)
     for policy in ("rotate", "light"):
         y = augment_sources(x, policy, SEED).numpy()
-        assert y.shape == x.shape and np.abs(y).max() <= 1.0 + 1e-6
+        # bilinear weights sum to 1 up to a few roundings
+        assert y.shape == x.shape and np.abs(y).max() <= 1.0 + tolerance(1.0, 4)
         assert np.abs(y - x.numpy()).mean() > 1e-3, policy
 
 

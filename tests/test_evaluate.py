@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import assert_close, sum_ulps
 
 from keras_pldt import evaluate as E
 from keras_pldt.config import PLDTConfig
@@ -33,10 +34,10 @@ def test_evaluate_writes_outputs_and_relevance_above_chance(mse_run, capsys):
     assert result["num_products"] == 20
     ours = rows["C+MSE"]
     # the converter's outputs identify their product clearly better than chance (0.25)
-    assert ours["top5_chance"] == pytest.approx(0.25)
+    assert ours["top5_chance"] == 0.25  # 5 / 20
     assert ours["top5_l2"] >= ours["top5_chance"] + 0.15
     # a constant output is exactly at chance; C+MSE is blurry (sharpness < 1)
-    assert rows["Mean target"]["top5_l2"] <= ours["top5_chance"] + 1e-9
+    assert rows["Mean target"]["top5_l2"] <= ours["top5_chance"]  # fractions of counts: exact
     assert ours["sharpness"] < 0.8
     # sanity row: colour / category accuracy of the real product images
     gt = rows["Ground truth"]
@@ -51,11 +52,13 @@ def test_evaluate_writes_outputs_and_relevance_above_chance(mse_run, capsys):
 
 def test_evaluate_converter_weights_match_checkpoint(mse_run):
     saved = json.loads((mse_run / "config.json").read_text())
-    ds = E.build_eval_pipelines(mse_run, PLDTConfig.from_dict(saved), data=saved["data"])
+    config = PLDTConfig.from_dict(saved)
+    ds = E.build_eval_pipelines(mse_run, config, data=saved["data"])
     evalset = E.load_eval_set(ds, "test")
     a = E.generate(E.load_converter(mse_run, "converter"), evalset.source[:4])
     b = E.generate(E.load_converter(mse_run, "last"), evalset.source[:4])
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    # Plain and sub-pixel transposed convs: sums of 5 x 5 taps of up to 8 x base_filters channels.
+    assert_close(a, b, sum_ulps(25 * 8 * config.base_filters), scale=1.0)  # outputs in [0, 1]
 
 
 def test_evaluate_errors_are_one_line(tmp_path, capsys):

@@ -4,6 +4,7 @@ import io
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_close
 from PIL import Image
 
 from keras_pldt.data import (
@@ -133,7 +134,7 @@ def test_gray_and_rgba_and_bytes(tmp_path):
     buf = io.BytesIO()
     gray.save(buf, format="PNG")
     out = decode_and_preprocess(buf.getvalue(), 8).numpy()
-    np.testing.assert_allclose(out, 100 / 127.5 - 1, atol=1e-6)
+    assert_close(out, 100 / 127.5 - 1, 2, scale=1.0)  # roundings of x / 127.5 - 1 in [-1, 1]
 
     rgba = np.zeros((10, 10, 4), np.uint8)
     rgba[..., 0] = 255  # red
@@ -145,7 +146,7 @@ def test_gray_and_rgba_and_bytes(tmp_path):
 
     Image.new("RGB", (16, 16), (0, 255, 0)).save(tmp_path / "g.jpg", quality=95)
     out = decode_and_preprocess(tmp_path / "g.jpg", 16).numpy()
-    assert np.abs(out[8, 8] - [-1, 1, -1]).max() < 0.05
+    assert np.abs(out[8, 8] - [-1, 1, -1]).max() <= 4 * 2 / 255  # JPEG: a few 8-bit levels
 
 
 def test_decode_and_preprocess_in_graph_on_bytes(tmp_path):

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import GROCERY_VAL, SOURCE_G, TARGET_G, decode_colour
+from helpers import GROCERY_VAL, SOURCE_G, TARGET_G, decode_colour
 
 from keras_pldt.data import build_pipelines, load_pairs, make_splits, resolve_split
 

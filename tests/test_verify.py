@@ -2,7 +2,7 @@ import io
 
 import numpy as np
 import pytest
-from conftest import decode_colour
+from helpers import decode_colour
 from PIL import Image
 
 from keras_pldt.data import DataError, build_pipelines, check_image, verify_dataset
@@ -121,3 +121,15 @@ def test_cli_verify(bad_folder, tmp_path, capsys):
             main(argv)
         assert e.value.code == 0
     assert np.any(capsys.readouterr().out)
+
+
+def test_file_count_includes_misnamed_files(make_lookbook, capsys):
+    root = make_lookbook(products=4, sources=3)
+    (root / "person_photo.jpg").write_bytes((root / "PID0000_CLEAN0_IID00000000.png").read_bytes())
+    (root / "notes.txt").write_text("not an image\n")  # not an image file: not counted
+    images = [p for p in root.iterdir() if p.suffix in (".png", ".jpg")]
+    report = verify_dataset(root)
+    assert report.num_files == len(images) == 4 * 4 + 1
+    assert [(i.kind, i.path) for i in report.issues] == [("name", str(root / "person_photo.jpg"))]
+    assert main(["verify", str(root), "--quiet"]) == 1
+    assert f"{len(images)} files" in capsys.readouterr().out
