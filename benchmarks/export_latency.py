@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from keras_pldt import export as ex
+    from keras_pldt import runtime
     from keras_pldt.config import PLDTConfig
     from keras_pldt.networks import build_converter
 
@@ -95,19 +96,15 @@ def main(argv=None) -> int:
             "keras": (lambda t: model(t, training=False), xt, keras_path.stat().st_size),
             "keras_tf_function": (graph_fn, xt, keras_path.stat().st_size),
         }
-        saved = ex.SavedModelRunner(out / "savedmodel")
-        runners["savedmodel"] = (
-            lambda t: saved.serving(source=t),
-            xt,
-            ex._dir_size(out / "savedmodel")
-            - (out / "savedmodel" / "model_card.json").stat().st_size,
-        )
+        saved = runtime.SavedModelRunner(out / "savedmodel")
+        saved_bytes = json.loads((out / "savedmodel" / "model_card.json").read_text())["size_bytes"]
+        runners["savedmodel"] = (lambda t: saved.serving(source=t), xt, saved_bytes)
         for name in ex.TFLITE_NAMES.values():
             path = out / name / "converter.tflite"
-            lite = ex.TFLiteRunner(path, num_threads=threads)
+            lite = runtime.TFLiteRunner(path, num_threads=threads)
             runners[name] = (lite.run_raw, lite.quantize_input(x), path.stat().st_size)
         onnx_path = out / "onnx" / "converter.onnx"
-        session = ex.OnnxRunner(onnx_path, threads=threads)
+        session = runtime.OnnxRunner(onnx_path, threads=threads)
         runners["onnx"] = (session, x, onnx_path.stat().st_size)
 
         results = {}

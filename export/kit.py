@@ -79,10 +79,12 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--model", required=True, type=Path, help="the exported model file")
     parser.add_argument("--input", required=True, type=Path, help="a photo or a folder")
     parser.add_argument("--output", required=True, type=Path, help="folder for <name>.png")
     parser.add_argument("--side-by-side", action="store_true", help="also <name>_side_by_side.png")
     parser.add_argument("--raw", action="store_true", help="also <name>.npy, float in [-1, 1]")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: the runtime's own choice)"
+    )
     return parser

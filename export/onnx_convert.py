@@ -7,8 +7,8 @@ Depends only on numpy, pillow and onnxruntime (no TensorFlow, Keras or keras_pld
     python onnx_convert.py --model onnx/converter.onnx --input photo.jpg --output out/
 
 The model takes `source` float32 [N, S, S, 3] (NHWC, RGB, in [-1, 1]) and returns `target`
-float32 [N, S, S, 3] in [-1, 1]. Preprocessing (the training one) is in `litert_convert.py`,
-repeated here so that this file runs on its own.
+float32 [N, S, S, 3] in [-1, 1]. The preprocessing (the training letterbox) and the convert
+loop are kit.py's, beside this file.
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@
     python -m keras_pldt.convert --model exported/tflite_int8/converter.tflite \\
         --input photos/ --output products/ --side-by-side
 
-`--model` may be a `.keras` converter (or full PLDT checkpoint), a training run directory
-(its `converter.keras`), a SavedModel directory (or an export directory holding `savedmodel/`),
-a `.tflite` or an `.onnx` file. Photos of any size and any PIL-readable format are preprocessed
-exactly like training (`keras_pldt.data.preprocess_image`: bilinear resize of the longer side to
-S, pad 255 centred, x / 127.5 - 1). Each photo gives `OUTPUT/<name>.png` (S x S product) and,
-with `--side-by-side`, `OUTPUT/<name>_side_by_side.png` (preprocessed source | product).
+`--model` may be a `.keras` converter (or whole PLDT model), a training run folder (its final
+converter), a SavedModel folder (or an export folder holding `savedmodel/`), a `.tflite` or an
+`.onnx` file. Photos of any size and any PIL-readable format are preprocessed exactly like
+training (`keras_pldt.runtime.letterbox`: bilinear resize of the longer side to S, pad 255
+centred, then x / 127.5 - 1). Each photo gives `OUTPUT/<name>.png` (S x S product) and, with
+`--side-by-side`, `OUTPUT/<name>_side_by_side.png` (preprocessed source | product).
 Unreadable or unsupported files are reported and skipped; the exit code is 1 only if nothing
 was converted.
 """
@@ -16,80 +16,17 @@ was converted.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_pldt.cli import quiet_tensorflow
+from keras_pldt.run import RunError
+from keras_pldt.runtime import IMAGE_EXTENSIONS, Converter, MissingRuntime, read_photo
 
-from keras_pldt.export import (  # noqa: E402
-    IMAGE_EXTENSIONS,
-    OnnxRunner,
-    SavedModelRunner,
-    TFLiteRunner,
-    load_converter,
-    preprocess_batch,
-    read_photo,
-    to_uint8_np,
-)
-
-
-class Converter:
-    """`converter(photo uint8 [H, W, 3]) -> (source uint8 [S, S, 3], product uint8 [S, S, 3])`."""
-
-    def __init__(self, model: str | Path):
-        path = Path(model)
-        if not path.exists():
-            raise FileNotFoundError(f"--model {path} does not exist")
-        self.kind, self._saved = "", None
-        if path.is_dir():
-            if (path / "saved_model.pb").is_file():
-                self._load_savedmodel(path)
-            elif (path / "savedmodel" / "saved_model.pb").is_file():
-                self._load_savedmodel(path / "savedmodel")
-            elif (path / "converter.keras").is_file() or (path / "checkpoints").is_dir():
-                self._load_keras(run_dir=path)
-            else:
-                raise ValueError(
-                    f"{path} is neither a SavedModel, an export directory nor a run directory"
-                )
-        elif path.suffix == ".keras":
-            self._load_keras(model_path=path)
-        elif path.suffix == ".tflite":
-            self.kind = "tflite"
-            self._fn = TFLiteRunner(path)
-            self.image_size = int(self._fn.input["shape"][1])
-        elif path.suffix == ".onnx":
-            self.kind = "onnx"
-            self._fn = OnnxRunner(path)
-            shape = self._fn.session.get_inputs()[0].shape
-            self.image_size = int(shape[1])
-        else:
-            raise ValueError(f"unsupported model {path}: use .keras, .tflite, .onnx or a directory")
-
-    def _load_keras(self, run_dir=None, model_path=None):
-        model, _ = load_converter(run_dir=run_dir, model_path=model_path)
-        self.kind = "keras"
-        self.image_size = int(model.input_shape[1])
-        self._fn = lambda x: np.asarray(model(x, training=False))
-
-    def _load_savedmodel(self, path: Path):
-        self.kind = "savedmodel"
-        self._saved = SavedModelRunner(path)
-        self._fn = self._saved
-        self.image_size = int(self._saved.serving.structured_input_signature[1]["source"].shape[1])
-
-    def __call__(self, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        source = np.asarray(preprocess_batch(photo[None], self.image_size))
-        if self._saved is not None and self._saved.convert_images is not None:
-            product = self._saved.photos(photo[None])[0]
-        else:
-            product = to_uint8_np(self._fn(source))[0]
-        return to_uint8_np(source)[0], product
+__all__ = ["Converter", "collect_inputs", "convert", "main"]
 
 
 def collect_inputs(path: Path) -> list[Path]:
@@ -174,17 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write <name>_side_by_side.png: preprocessed source | product",
     )
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar, summary or skipped-file lines"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_tensorflow()
     try:
         written, _ = convert(
             args.model, args.input, args.output, args.side_by_side, verbose=not args.quiet
         )
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, MissingRuntime, RunError) as error:
         print(f"convert failed: {error}", file=sys.stderr)
         return 1
     return 0 if written else 1

@@ -1,28 +1,15 @@
-"""Export a trained PLDT converter for deployment: SavedModel, TFLite (LiteRT) and ONNX.
+"""Export a trained PLDT converter to SavedModel, TFLite (LiteRT) and ONNX, checked against Keras.
 
-One command writes every format, a `model_card.json` next to each model file and a
-`parity.json` measuring each format against Keras on a fixed batch of real sources::
+    python -m keras_pldt.export --run-dir runs/demo-rf+dd --out exported/
+    python -m keras_pldt.export --model my_converter.keras --out exported/ --formats tflite \\
+        --quantize int8 --calibration-data photos/
 
-    python -m keras_pldt.export --run-dir runs/demo --out exported/
-    python -m keras_pldt.export --model converter.keras --out exported/ \\
-        --formats tflite --quantize int8 --calibration-data photos/
-
-Layout of `--out`::
-
-    config.json                  the run's PLDTConfig (when known)
-    parity.json                  per format: max-abs / mean-abs difference to Keras, PSNR, pass
-    savedmodel/                  tf.saved_model.load-able; signatures `convert_images`
-                                 (uint8 photos of any size -> uint8 products) and
-                                 `serving_default` (float [N,S,S,3] in [-1,1] -> same)
-    savedmodel/model_card.json
-    tflite_fp32/converter.tflite     + model_card.json
-    tflite_float16/converter.tflite  + model_card.json  (float16 weights, float32 I/O)
-    tflite_dynamic/converter.tflite  + model_card.json  (int8 weights, float32 I/O)
-    tflite_int8/converter.tflite     + model_card.json  (full integer, uint8 I/O)
-    onnx/converter.onnx              + model_card.json
-
-Everything is written to a temporary directory beside `--out` and renamed into place only when
-every parity threshold is met; on failure the command exits non-zero and leaves nothing.
+`--out` gets one folder per row of `TABLE` (savedmodel/, tflite_fp32/, tflite_float16/,
+tflite_dynamic/, tflite_int8/, onnx/), each with its model and a `model_card.json`, the run's
+config, and `parity.json`: each format's difference to Keras on a fixed batch of real sources
+and whether it meets its threshold. It is written beside `--out` and moved into place only when
+every format meets its threshold: on failure nothing is left. Reading photos, the letterbox and
+running the models are `keras_pldt.runtime`'s.
 """
 
 from __future__ import annotations
@@ -36,210 +23,78 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_pldt import runtime
+from keras_pldt.cli import quiet_tensorflow
+from keras_pldt.run import CONFIG, FINAL, SPLIT, RunError, RunFolder
+from keras_pldt.runtime import MODEL_CARD, SAVEDMODEL, MissingRuntime, Runner, list_images
+from keras_pldt.runtime import preprocess_photo as preprocess_photo
+from keras_pldt.runtime import read_photo as read_photo
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+TFLITE_NAMES = {q: f"tflite_{'fp32' if q == 'none' else q}" for q in QUANTIZATIONS}
 ONNX_OPSET = 17
+PARITY = "parity.json"
 
-# Parity thresholds against Keras on the same normalised batch (pixels in [-1, 1]).
+#: Parity thresholds against Keras on the same normalised batch (pixels in [-1, 1]).
 THRESHOLDS: dict[str, float] = {
     "fp32_max_abs": 1e-4,  # SavedModel, TFLite fp32, ONNX
     "float16_max_abs": 1e-2,  # TFLite float16 weights
     "int8_min_psnr_db": 30.0,  # TFLite dynamic-range and full-integer int8
     "uint8_max_levels": 1.0,  # SavedModel `convert_images` vs Keras, in uint8 levels
 }
-
-TFLITE_NAMES = {
-    "none": "tflite_fp32",
-    "float16": "tflite_float16",
-    "dynamic": "tflite_dynamic",
-    "int8": "tflite_int8",
+#: threshold -> (the metric it bounds, comparison)
+CRITERIA = {
+    "fp32_max_abs": ("max_abs", "<="),
+    "float16_max_abs": ("max_abs", "<="),
+    "int8_min_psnr_db": ("psnr_db", ">="),
+    "uint8_max_levels": ("max_abs_levels", "<="),
+}
+#: --formats value -> (module, pip package) that it needs beyond TensorFlow
+NEEDS = {
+    "tflite": (("ai_edge_litert.interpreter", "ai-edge-litert"),),
+    "onnx": (("tf2onnx", "tf2onnx"), ("onnx", "onnx"), ("onnxruntime", "onnxruntime")),
 }
 
-PREPROCESSING = {
-    "summary": (
-        "RGB uint8 photo [H, W, 3] -> bilinear resize so the longer side is S, keeping the "
-        "aspect ratio -> pad to S x S with 255 (white), centred -> x / 127.5 - 1"
-    ),
-    "color": "RGB",
-    "resize": "bilinear, longer side to S, shorter side round(short * S / long)",
-    "pad_value": 255,
-    "pad": "centred: top = (S - new_h) // 2, left = (S - new_w) // 2",
-    "normalisation": "x / 127.5 - 1 (float models); quantize with the input's scale and "
-    "zero_point (int8 model)",
-}
-POSTPROCESSING = "uint8 pixel = round(clip((y + 1) * 127.5, 0, 255)); y in [-1, 1] (tanh)"
+TASK = "Pixel-level domain transfer (Yoo et al. 2016): a garment worn in a photo -> its product"
+
+#: uint8 photos [N, H, W, 3] of one size -> float32 [N, S, S, 3] in [-1, 1], as in training.
+preprocess_batch = runtime.preprocess
 
 
 class ExportError(RuntimeError):
     """Export could not produce models that meet their parity thresholds (or bad inputs)."""
 
 
-# ---------------------------------------------------------------------------- preprocessing
-def _data_preprocess_fn() -> Callable | None:
-    """The training pipeline's `preprocess_image(uint8 [H,W,C], size)`, if the package has it."""
-    try:
-        from keras_pldt.data import preprocess_image
-    except Exception:
-        try:
-            from keras_pldt.data.pipeline import preprocess_image
-        except Exception:
-            return None
-    return preprocess_image
-
-
-def _fallback_preprocess_batch(images, size: int):
-    """Resize longer side to `size` (bilinear, antialiased, aspect kept), round to uint8 levels,
-    pad 255 centred, x / 127.5 - 1 (the same as `keras_pldt.data.preprocess_image`)."""
-    import tensorflow as tf
-
-    images = tf.convert_to_tensor(images)
-    shape = tf.shape(images)
-    height, width = shape[1], shape[2]
-    longer = tf.cast(tf.maximum(height, width), tf.float32)
-    scale = float(size) / longer
-    new_h = tf.clip_by_value(
-        tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32), 1, size
-    )
-    new_w = tf.clip_by_value(
-        tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32), 1, size
-    )
-    x = tf.image.resize(
-        tf.cast(images, tf.float32), tf.stack([new_h, new_w]), method="bilinear", antialias=True
-    )
-    x = tf.round(tf.clip_by_value(x, 0.0, 255.0))
-    top, left = (size - new_h) // 2, (size - new_w) // 2
-    x = tf.pad(
-        x,
-        [[0, 0], [top, size - new_h - top], [left, size - new_w - left], [0, 0]],
-        constant_values=255.0,
-    )
-    x = tf.reshape(x, [-1, size, size, 3])
-    return x / 127.5 - 1.0
-
-
-def preprocess_batch(images, size: int):
-    """uint8 photos [N, H, W, 3] of one size -> float32 [N, S, S, 3] in [-1, 1], as in training.
-
-    Uses `keras_pldt.data.pipeline.preprocess_image` per image when available (so exported
-    graphs match the training pipeline exactly), else an equivalent built-in implementation.
-    """
-    import tensorflow as tf
-
-    images = tf.convert_to_tensor(images)
-    fn = _data_preprocess_fn()
-    if fn is None:
-        return _fallback_preprocess_batch(images, size)
-    out = tf.map_fn(
-        lambda image: tf.cast(fn(image, size), tf.float32),
-        images,
-        fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
-    )
-    return tf.reshape(out, [-1, size, size, 3])
-
-
-def to_uint8(images):
-    """[-1, 1] floats -> uint8 pixels: round(clip((y + 1) * 127.5, 0, 255))."""
-    import tensorflow as tf
-
-    x = tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) * 127.5, 0.0, 255.0)
-    return tf.cast(tf.round(x), tf.uint8)
-
-
-def to_uint8_np(images: np.ndarray) -> np.ndarray:
-    return np.round(np.clip((np.asarray(images, np.float32) + 1.0) * 127.5, 0, 255)).astype(
-        np.uint8
-    )
-
-
-def read_photo(path: str | Path) -> np.ndarray:
-    """Any PIL-readable photo -> RGB uint8 [H, W, 3] (EXIF orientation applied)."""
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as image:
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "PA") or (
-            image.mode == "P" and "transparency" in image.info
-        ):
-            rgba = image.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, rgba)
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def preprocess_photo(photo: np.ndarray, size: int) -> np.ndarray:
-    """One RGB uint8 photo -> float32 [S, S, 3] in [-1, 1] (the training preprocessing)."""
-    return np.asarray(preprocess_batch(photo[None], size)[0])
-
-
-# ---------------------------------------------------------------------------- loading
 def load_converter(run_dir: str | Path | None = None, model_path: str | Path | None = None):
-    """(converter keras.Model, config dict or None) from a run directory or a `.keras` file.
-
-    A `.keras` holding the full `PLDT` model (a checkpoint) gives its `converter`.
-    """
-    import keras
-
-    import keras_pldt.model  # noqa: F401  (registers PLDT for deserialisation)
-
-    config: dict[str, Any] | None = None
-    if run_dir is not None:
-        run_dir = Path(run_dir)
-        if not run_dir.is_dir():
-            raise ExportError(f"--run-dir {run_dir} is not a directory")
-        if (run_dir / "config.json").is_file():
-            config = json.loads((run_dir / "config.json").read_text())
-        if model_path is None:
-            candidates = [run_dir / "converter.keras"]
-            candidates += sorted(
-                (run_dir / "checkpoints").glob("*.keras"), key=lambda p: p.stat().st_mtime
-            )[::-1]
-            found = [p for p in candidates if p.is_file()]
-            if not found:
-                raise ExportError(
-                    f"no converter.keras (or checkpoints/*.keras) in run directory {run_dir}"
-                )
-            model_path = found[0]
-    if model_path is None:
+    """(converter keras.Model, config dict or None) from a run folder or a `.keras` file (a
+    whole `PLDT` model gives its converter). ExportError, one line, when neither is usable."""
+    if run_dir is None and model_path is None:
         raise ExportError("give --run-dir or --model")
-    model_path = Path(model_path)
-    if not model_path.is_file():
+    if run_dir is not None and not Path(run_dir).is_dir():
+        raise ExportError(f"--run-dir {run_dir} is not a directory")
+    if model_path is not None and not Path(model_path).is_file():
         raise ExportError(f"model file {model_path} does not exist")
-    model = keras.saving.load_model(model_path, compile=False)
-    if hasattr(model, "converter") and isinstance(model.converter, keras.Model):
-        if config is None and hasattr(model, "config"):
-            config = model.config.to_dict()
-        model = model.ema_converter() if hasattr(model, "ema_converter") else model.converter
-    shape = tuple(model.input_shape)
-    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
-        raise ExportError(f"expected a converter with input [None, S, S, 3], got {shape}")
-    if config is None and (model_path.parent / "config.json").is_file():
-        config = json.loads((model_path.parent / "config.json").read_text())
+    try:
+        model, config = runtime.load_keras(model_path if model_path is not None else run_dir)
+        if run_dir is not None and model_path is not None:
+            config = RunFolder(run_dir).saved() or config
+    except (RunError, runtime.ModelError) as error:
+        raise ExportError(str(error)) from None
     return model, config
 
 
-def list_images(directory: str | Path) -> list[Path]:
-    directory = Path(directory)
-    return sorted(
-        p
-        for p in directory.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
-
-
+# ---------------------------------------------------------------------------- sample photos
 def _sources_first(paths: list[Path]) -> list[Path]:
     """Prefer source photos (LookBook / synthetic `*_CLEAN0_*`) when the names say which."""
-    sources = [p for p in paths if "_CLEAN0_" in p.name.upper()]
-    return sources or paths
+    return [p for p in paths if "_CLEAN0_" in p.name.upper()] or paths
 
 
 def _spread(paths: list[Path], count: int) -> list[Path]:
@@ -250,286 +105,136 @@ def _spread(paths: list[Path], count: int) -> list[Path]:
     return [paths[i] for i in sorted(set(idx.tolist()))]
 
 
-def _split_paths(run_dir: Path, keys: Sequence[str]) -> list[Path]:
-    """Source photos of the products listed under one of `keys` in the run's `split.json`.
+def _split_sources(run_dir: Path, keys: Sequence[str]) -> list[Path]:
+    """Source photos of the first of `keys` (train / val / test) that the run's split lists;
+    [] when the run has no split or its data is gone."""
+    from keras_pldt.data import DataError, load_pairs
 
-    `split.json` (written by `keras_pldt.data`) holds the data `root` and product ids per split;
-    lists of image paths are accepted too. Returns [] when nothing usable is found.
-    """
-    split_file = run_dir / "split.json"
-    if not split_file.is_file():
-        return []
+    run = RunFolder(run_dir)
     try:
-        split = json.loads(split_file.read_text())
-    except (OSError, ValueError):
-        return []
-    root = Path(split["root"]) if isinstance(split.get("root"), str) else None
-    products = None
-    for key in keys:
-        names = split.get(key)
-        if not isinstance(names, list) or not names:
-            continue
-        files = [Path(n) if Path(n).is_absolute() or root is None else root / n for n in names]
-        files = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()]
-        if files:
-            return sorted(files)
-        if root is None or not root.is_dir():
+        split, (data_dir, manifest) = run.read_split(), run.data_of_run()
+        if not split:
             return []
-        if products is None:
-            try:
-                from keras_pldt.data import load_pairs
-
-                products = load_pairs(root).products
-            except Exception:
-                return []
-        paths = [Path(p) for n in names if n in products for p in products[n].sources]
+        data = load_pairs(data_dir or (None if manifest else split.get("root")), manifest)
+    except (RunError, DataError, OSError):
+        return []
+    for key in keys:
+        groups = data.products if data.folder_splits is None else data.folder_splits.get(key, {})
+        paths = [p for pid in split.get(key) or [] if pid in groups for p in groups[pid].sources]
         if paths:
             return sorted(paths)
     return []
 
 
-def _synthetic_dir(image_size: int, workdir: Path) -> Path:
-    """A small synthetic product set (the package's generator, or a built-in stand-in)."""
-    out = workdir / "synthetic"
-    try:
+def _folder_photos(folder: str | Path, flag: str) -> list[Path]:
+    if not Path(folder).is_dir():
+        raise ExportError(f"{flag} {folder} is not a directory")
+    return _sources_first(list_images(folder))
+
+
+def resolve_data(run_dir, calibration_data, parity_data, image_size: int, workdir: Path):
+    """(calibration paths, parity paths, description): the flags' folders, else the run's
+    split (training photos to calibrate, validation ones for parity), else a synthetic set;
+    parity photos default to the calibration ones."""
+    calib, parity, notes = [], [], []
+    if calibration_data is not None:
+        calib = _folder_photos(calibration_data, "--calibration-data")
+        notes.append(f"calibration: {calibration_data}")
+    elif run_dir is not None and (calib := _split_sources(run_dir, ("train",))):
+        notes.append(f"calibration: {RunFolder(run_dir).split_path} train")
+    if parity_data is not None:
+        parity = _folder_photos(parity_data, "--parity-data")
+        notes.append(f"parity: {parity_data}")
+    elif run_dir is not None and calibration_data is None:
+        if parity := _split_sources(run_dir, ("val", "test")):
+            notes.append(f"parity: {RunFolder(run_dir).split_path} val")
+    if not calib:
         from keras_pldt.datasets.synthetic import generate
-    except Exception:
-        generate = None
-    if generate is not None:
-        result = generate(
-            out, num_products=24, sources_per_product=2, seed=0, image_size=max(image_size, 64)
-        )
-        return Path(result) if result else out
-    return _fallback_synthetic(out, 24, 2, seed=0, image_size=max(image_size, 64))
 
-
-def _fallback_synthetic(out: Path, products: int, sources: int, seed: int, image_size: int):
-    """Coloured shapes on white (products) and on noisy backgrounds (sources)."""
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    out.mkdir(parents=True, exist_ok=True)
-    iid = 0
-    for pid in range(products):
-        color = tuple(int(c) for c in rng.integers(0, 256, 3))
-        for clean in (1, 0):
-            for _ in range(1 if clean else sources):
-                w = int(image_size * rng.uniform(0.8, 1.6))
-                h = int(image_size * rng.uniform(0.8, 1.6))
-                if clean:
-                    bg = np.full((h, w, 3), 255, np.uint8)
-                else:
-                    bg = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
-                image = Image.fromarray(bg)
-                draw = ImageDraw.Draw(image)
-                box = (w * 0.25, h * 0.2, w * 0.75, h * 0.85)
-                (draw.ellipse if pid % 2 else draw.rectangle)(box, fill=color)
-                image.save(out / f"PID{pid}_CLEAN{clean}_IID{iid}.jpg", quality=95)
-                iid += 1
-    return out
+        folder = generate(workdir / "synthetic", 24, 2, seed=0, image_size=max(image_size, 64))
+        calib = _sources_first(list_images(folder))
+        notes.insert(0, "calibration: synthetic set")
+    if not parity:
+        parity = calib
+        notes.append("parity: same images as calibration")
+    return calib, parity, "; ".join(notes)
 
 
 def load_sample(paths: Sequence[Path], image_size: int):
     """(float32 [N, S, S, 3] in [-1, 1], list of RGB uint8 photos) for readable `paths`."""
-    photos, batch = [], []
-    for path in paths:
-        try:
-            photo = read_photo(path)
-        except Exception:
-            continue
-        photos.append(photo)
-        batch.append(preprocess_photo(photo, image_size))
-    if not batch:
+    batch, photos = runtime.load_photos(paths, image_size)
+    if not photos:
         raise ExportError(f"none of {len(paths)} sample images could be read")
-    return np.stack(batch).astype(np.float32), photos
+    return batch, photos
 
 
-# ---------------------------------------------------------------------------- metrics
+# ---------------------------------------------------------------------------- parity
 def parity_metrics(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     """max-abs / mean-abs difference in [-1, 1] units and PSNR (peak-to-peak 2, i.e. [0, 1])."""
-    ref = np.asarray(reference, np.float64)
-    cand = np.asarray(candidate, np.float64)
+    ref, cand = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
     if ref.shape != cand.shape:
         raise ExportError(f"output shape {cand.shape} differs from Keras {ref.shape}")
     diff = np.abs(ref - cand)
     mse = float(np.mean(diff**2))
-    psnr = float("inf") if mse == 0 else 10.0 * math.log10(4.0 / mse)
-    return {
-        "max_abs": float(diff.max()),
-        "mean_abs": float(diff.mean()),
-        "psnr_db": psnr if math.isfinite(psnr) else 999.0,
-    }
+    psnr = 999.0 if mse == 0 else min(10.0 * math.log10(4.0 / mse), 999.0)
+    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "psnr_db": psnr}
 
 
-def criterion(name: str) -> tuple[str, str, float]:
-    """(metric, comparison, bound) that the format `name` must meet."""
-    if name in ("savedmodel", "tflite_fp32", "onnx"):
-        return "max_abs", "<=", THRESHOLDS["fp32_max_abs"]
-    if name == "tflite_float16":
-        return "max_abs", "<=", THRESHOLDS["float16_max_abs"]
-    if name in ("tflite_dynamic", "tflite_int8"):
-        return "psnr_db", ">=", THRESHOLDS["int8_min_psnr_db"]
-    if name == "savedmodel_convert_images":
-        return "max_abs_levels", "<=", THRESHOLDS["uint8_max_levels"]
-    raise KeyError(name)
+def judge(metrics: dict[str, float], threshold: str) -> dict[str, Any]:
+    """`metrics` with the criterion of THRESHOLDS[`threshold`] and whether they meet it."""
+    (metric, op), bound = CRITERIA[threshold], THRESHOLDS[threshold]
+    passed = metrics[metric] <= bound if op == "<=" else metrics[metric] >= bound
+    return {**metrics, "metric": metric, "criterion": f"{op} {bound:g}", "pass": bool(passed)}
 
 
-def _passes(metrics: dict[str, float], name: str) -> bool:
-    metric, op, bound = criterion(name)
-    value = metrics[metric]
-    return value <= bound if op == "<=" else value >= bound
-
-
-# ---------------------------------------------------------------------------- runners
-class TFLiteRunner:
-    """Run a `.tflite` converter with LiteRT on float [N, S, S, 3] in [-1, 1]; returns floats.
-
-    Quantized (uint8/int8) inputs and outputs are (de)quantized with the model's own params.
-    """
-
-    def __init__(self, path: str | Path, num_threads: int | None = None):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self._batch = int(self.input["shape"][0])
-
-    def _ensure_batch(self, batch: int):
-        if batch != self._batch:
-            shape = [batch, *[int(s) for s in self.input["shape"][1:]]]
-            self.interpreter.resize_tensor_input(self.input["index"], shape)
-            self.interpreter.allocate_tensors()
-            self.input = self.interpreter.get_input_details()[0]
-            self.output = self.interpreter.get_output_details()[0]
-            self._batch = batch
-
-    def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        dtype = self.input["dtype"]
-        if dtype == np.float32:
-            return np.asarray(x, np.float32)
-        scale, zero = self.input["quantization"]
-        info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-
-    def dequantize_output(self, y: np.ndarray) -> np.ndarray:
-        if self.output["dtype"] == np.float32:
-            return y.astype(np.float32)
-        scale, zero = self.output["quantization"]
-        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
-
-    def run_raw(self, x: np.ndarray) -> np.ndarray:
-        """Feed `x` as is (already in the model's input dtype)."""
-        self._ensure_batch(x.shape[0])
-        self.interpreter.set_tensor(self.input["index"], x)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float32)
-        return self.dequantize_output(self.run_raw(self.quantize_input(x)))
-
-
-class OnnxRunner:
-    def __init__(self, path: str | Path, threads: int | None = None):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.asarray(x, np.float32)})[0]
-
-
-class SavedModelRunner:
-    def __init__(self, path: str | Path):
-        import tensorflow as tf
-
-        self.tf = tf
-        self.loaded = tf.saved_model.load(str(path))
-        self.serving = self.loaded.signatures["serving_default"]
-        self.convert_images = self.loaded.signatures.get("convert_images")
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        out = self.serving(source=self.tf.constant(np.asarray(x, np.float32)))
-        return out["target"].numpy()
-
-    def photos(self, photos: np.ndarray) -> np.ndarray:
-        return self.convert_images(images=self.tf.constant(photos))["products"].numpy()
+def _convert_images_levels(runner, photos, reference) -> dict[str, float]:
+    """The worst uint8 difference of `convert_images` (photo by photo, any size) to Keras."""
+    expected = runtime.to_uint8_np(reference).astype(np.int16)
+    worst = 0.0
+    for i, photo in enumerate(photos):
+        products = runner.photos(photo[None]).astype(np.int16)
+        worst = max(worst, float(np.abs(products[0] - expected[i]).max()))
+    return {"max_abs_levels": worst}
 
 
 # ---------------------------------------------------------------------------- writers
-def _versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
-
-    from keras_pldt import __version__
-
-    return {"keras_pldt": __version__, "keras": keras.__version__, "tensorflow": tf.__version__}
-
-
-def _converter_fn(model):
-    import tensorflow as tf
-
-    size = int(model.input_shape[1])
-
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, "source")])
-    def serve(source):
-        return {"target": tf.cast(model(source, training=False), tf.float32)}
-
-    return serve
-
-
 def write_savedmodel(model, path: Path) -> None:
     """SavedModel with `serving_default` (float) and `convert_images` (uint8 photos)."""
     import keras
     import tensorflow as tf
 
     size = int(model.input_shape[1])
-    archive = keras.export.ExportArchive()
-    archive.track(model)
 
     def serve(source):
         return {"target": tf.cast(model(source, training=False), tf.float32)}
 
-    def convert_images(images):
-        x = preprocess_batch(images, size)
-        return {"products": to_uint8(model(x, training=False))}
+    def convert_images(images):  # the letterbox, the model and to_uint8, all in the graph
+        return {"products": runtime.to_uint8(model(preprocess_batch(images, size), training=False))}
 
-    archive.add_endpoint(
-        "serving_default",
-        serve,
-        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="source")],
-    )
-    archive.add_endpoint(
-        "convert_images",
-        convert_images,
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
-    )
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="source")
+    archive.add_endpoint("serving_default", serve, input_signature=[spec])
+    spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+    archive.add_endpoint("convert_images", convert_images, input_signature=[spec])
     archive.write_out(str(path), verbose=False)
 
 
 def write_tflite(
-    saved_model_dir: Path,
-    path: Path,
-    quantization: str,
-    calibration: np.ndarray | None = None,
+    saved_model_dir: Path, path: Path, quantization: str, calibration: np.ndarray | None = None
 ) -> None:
     """TFLite from the SavedModel's `serving_default`: fp32 / float16 / dynamic / int8."""
     import tensorflow as tf
 
+    if quantization not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantization!r}; choose from {QUANTIZATIONS}")
     converter = tf.lite.TFLiteConverter.from_saved_model(
         str(saved_model_dir), signature_keys=["serving_default"]
     )
+    if quantization != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    elif quantization == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif quantization == "int8":
         if calibration is None or len(calibration) == 0:
             raise ExportError("int8 quantization needs calibration images")
@@ -538,155 +243,196 @@ def write_tflite(
         # photos are not clipped by a calibration set that lacks them: one corner pixel each.
         samples[:, 0, 0, :] = -1.0
         samples[:, -1, -1, :] = 1.0
-
-        def representative():
-            for sample in samples:
-                yield [sample[None]]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
+        converter.representative_dataset = lambda: ([s[None]] for s in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
-    elif quantization != "none":
-        raise ExportError(f"unknown quantization {quantization!r}; choose from {QUANTIZATIONS}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(converter.convert())
 
 
-def _rename_onnx_io(path: Path, input_name: str, output_name: str) -> None:
-    import onnx
+def write_onnx(model, path: Path, opset: int = ONNX_OPSET) -> None:
+    """ONNX via tf2onnx (input 'source', output 'target', dynamic batch, NHWC)."""
+    import tensorflow as tf
 
-    model = onnx.load(str(path))
-    graph = model.graph
-    renames = {graph.input[0].name: input_name, graph.output[0].name: output_name}
-    for value in list(graph.input) + list(graph.output):
+    tf2onnx = runtime.require("tf2onnx", "tf2onnx", "the onnx format")
+    onnx = runtime.require("onnx", "onnx", "the onnx format")
+    size = int(model.input_shape[1])
+    spec = (tf.TensorSpec([None, size, size, 3], tf.float32, name="source"),)
+    serve = tf.function(lambda source: tf.cast(model(source, training=False), tf.float32))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, output_path=str(path))
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    renames = {graph.input[0].name: "source", graph.output[0].name: "target"}
+    for value in [*graph.input, *graph.output]:
         value.name = renames.get(value.name, value.name)
     for node in graph.node:
         node.input[:] = [renames.get(n, n) for n in node.input]
         node.output[:] = [renames.get(n, n) for n in node.output]
-    onnx.save(model, str(path))
+    onnx.save(proto, str(path))
 
 
-def write_onnx(model, path: Path, opset: int = ONNX_OPSET) -> None:
-    """ONNX via tf2onnx (input 'source', output 'target', dynamic batch)."""
-    import tensorflow as tf
-    import tf2onnx
-
-    size = int(model.input_shape[1])
-    spec = (tf.TensorSpec([None, size, size, 3], tf.float32, name="source"),)
-
-    @tf.function
-    def serve(source):
-        return tf.cast(model(source, training=False), tf.float32)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, output_path=str(path))
-    _rename_onnx_io(path, "source", "target")
-
-
-def _card(name: str, shape: list[int], dtype: str, meaning: str, **extra) -> dict[str, Any]:
-    """A model card's description of one input or output tensor."""
-    value_range = [0, 255] if dtype == "uint8" else [-1.0, 1.0]
-    return {"name": name, "shape": shape, "dtype": dtype, "value_range": value_range,
-            "meaning": meaning, **extra}  # fmt: skip
-
-
-def _tensor_card(detail: dict, meaning: str) -> dict[str, Any]:
-    dtype = np.dtype(detail["dtype"]).name
-    card = {
-        "name": detail["name"],
-        "shape": [int(s) for s in detail.get("shape_signature", detail["shape"])],
-        "dtype": dtype,
-        "meaning": meaning,
-    }
-    scale, zero = detail.get("quantization", (0.0, 0))
-    if dtype in ("uint8", "int8") and scale:
-        info = np.iinfo(dtype)
-        card["quantization"] = {"scale": float(scale), "zero_point": int(zero)}
-        card["value_range"] = [int(info.min), int(info.max)]
-        card["real_value"] = "real = (q - zero_point) * scale, real in [-1, 1]"
-        card["real_value_range"] = [
-            float((info.min - zero) * scale),
-            float((info.max - zero) * scale),
-        ]
-    else:
-        card["value_range"] = [-1.0, 1.0]
-    return card
-
-
-def model_card(
-    name: str,
-    file: Path,
-    image_size: int,
-    config: dict | None,
-    extra: dict[str, Any],
-) -> dict[str, Any]:
-    size = file.stat().st_size if file.is_file() else _dir_size(file)
+# ---------------------------------------------------------------------------- model cards
+def _savedmodel_card(fmt: Format, runner: Runner, job: _Job) -> dict[str, Any]:
+    square = [-1, job.size, job.size, 3]
+    photos = "a batch of same-sized RGB photos, any size"
+    convert = [runtime.tensor_card("images", [-1, -1, -1, 3], "uint8", photos)]
+    products = [runtime.tensor_card("products", square, "uint8", "generated product images (RGB)")]
+    note = "preprocessing and postprocessing are inside the graph"
+    serving = (
+        [runtime.tensor_card("source", square, "float32", runtime.INPUT)],
+        [runtime.tensor_card("target", square, "float32", runtime.OUTPUT)],
+    )
     return {
-        "name": name,
-        "file": file.name,
-        "size_bytes": int(size),
-        "image_size": image_size,
-        "task": "Pixel-level domain transfer (Yoo et al. 2016): photo of a person wearing a "
-        "garment -> product image of the garment",
-        **extra,
-        "preprocessing": {**PREPROCESSING, "S": image_size},
-        "postprocessing": POSTPROCESSING,
-        "config": config,
-        "versions": _versions(),
+        "format": "TensorFlow SavedModel",
+        "signatures": {
+            "convert_images": {"inputs": convert, "outputs": products, "note": note},
+            "serving_default": {"inputs": serving[0], "outputs": serving[1]},
+        },
+        "usage": "m = tf.saved_model.load(dir); "
+        "m.signatures['convert_images'](images=uint8_batch)['products']",
     }
 
 
-def _dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+def _tflite_card(fmt: Format, runner: Runner, job: _Job) -> dict[str, Any]:
+    card = {"format": "TFLite (LiteRT) flatbuffer", "signature": "serving_default"}
+    card["quantization"] = "fp32" if fmt.quantization == "none" else fmt.quantization
+    if fmt.quantization == "int8":
+        note = "full-integer int8 (TFLITE_BUILTINS_INT8) with uint8 input/output"
+        card["calibration"] = {"images": len(job.calibration), "note": note}
+    return {**card, **runner.describe()}
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+def _onnx_card(fmt: Format, runner: Runner, job: _Job) -> dict[str, Any]:
+    return {"format": f"ONNX (opset {ONNX_OPSET}, tf2onnx)", **runner.describe()}
+
+
+def model_card(fmt: Format, path: Path, runner: Runner, job: _Job, **fields) -> dict[str, Any]:
+    """The `model_card.json` of one exported model: what it takes, gives and meets."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return {
+        **{"name": fmt.name, "file": path.name, "size_bytes": sum(f.stat().st_size for f in files)},
+        **{"image_size": job.size, "task": TASK},
+        **fmt.card(fmt, runner, job),
+        **fields,
+        "preprocessing": {**runtime.PREPROCESSING, "S": job.size},
+        "postprocessing": runtime.POSTPROCESSING,
+        "config": job.config,
+        "versions": job.versions,
+    }
+
+
+# ---------------------------------------------------------------------------- the formats
+@dataclass
+class _Job:
+    """One export: the model, where it goes, and the parts that formats share (made once)."""
+
+    model: Any
+    config: dict | None
+    tmp: Path
+    scratch: Path
+    names: list[str]
+    calibration_paths: list[Path]
+    calibration_samples: int
+    log: Callable
+
+    size = property(lambda self: int(self.model.input_shape[1]))
+
+    @cached_property
+    def savedmodel(self) -> Path:
+        """The SavedModel: in the export when chosen, else in scratch (TFLite's source)."""
+        path = (self.tmp if SAVEDMODEL in self.names else self.scratch) / SAVEDMODEL
+        write_savedmodel(self.model, path)
+        return path
+
+    @cached_property
+    def versions(self) -> dict[str, str]:
+        import keras
+        import tensorflow as tf
+
+        from keras_pldt import __version__
+
+        return {"keras_pldt": __version__, "keras": keras.__version__, "tensorflow": tf.__version__}
+
+    @cached_property
+    def calibration(self) -> np.ndarray:
+        paths = _spread(self.calibration_paths, self.calibration_samples)
+        batch, _ = load_sample(paths, self.size)
+        self.log(f"int8 calibration: {len(batch)} images")
+        return batch
+
+
+@dataclass(frozen=True)
+class Format:
+    """One exported model: its folder, how it is written and run, what it must meet."""
+
+    name: str  # folder under --out and key in parity.json
+    family: str  # the --formats value
+    threshold: str  # key of THRESHOLDS
+    write: Callable[[_Job, Format, Path], Path]  # (job, format, folder) -> model path
+    runner: Callable[[Path], Runner]
+    card: Callable[[Format, Runner, _Job], dict]  # the model card's fields of this format
+    quantization: str | None = None
+    checks: tuple = ()  # (name in parity.json, threshold, fn(runner, photos, reference))
+
+
+def _tflite(job: _Job, fmt: Format, folder: Path) -> Path:
+    calibration = job.calibration if fmt.quantization == "int8" else None
+    write_tflite(job.savedmodel, folder / "converter.tflite", fmt.quantization, calibration)
+    return folder / "converter.tflite"
+
+
+def _onnx(job: _Job, fmt: Format, folder: Path) -> Path:
+    write_onnx(job.model, folder / "converter.onnx")
+    return folder / "converter.onnx"
+
+
+def _tflite_row(quantization: str, threshold: str) -> Format:
+    name = TFLITE_NAMES[quantization]
+    runner = runtime.TFLiteRunner
+    return Format(name, "tflite", threshold, _tflite, runner, _tflite_card, quantization)
+
+
+_CONVERT_IMAGES = ("savedmodel_convert_images", "uint8_max_levels", _convert_images_levels)
+#: Every exported model, in the order they are written (TFLite converts the SavedModel).
+TABLE: tuple[Format, ...] = (
+    Format(
+        SAVEDMODEL,
+        "savedmodel",
+        "fp32_max_abs",
+        lambda job, fmt, folder: job.savedmodel,
+        runtime.SavedModelRunner,
+        _savedmodel_card,
+        checks=(_CONVERT_IMAGES,),
+    ),
+    _tflite_row("none", "fp32_max_abs"),
+    _tflite_row("float16", "float16_max_abs"),
+    _tflite_row("dynamic", "int8_min_psnr_db"),
+    _tflite_row("int8", "int8_min_psnr_db"),
+    Format("onnx", "onnx", "fp32_max_abs", _onnx, runtime.OnnxRunner, _onnx_card),
+)
+
+
+def select(formats: Sequence[str], quantize: Sequence[str]) -> list[Format]:
+    """The rows of TABLE for `--formats` and `--quantize`; ExportError naming an unknown one."""
+    formats = [f.strip().lower() for f in formats]
+    quantize = [q.strip().lower() for q in quantize]
+    unknown = [("format", f, FORMATS) for f in formats if f not in FORMATS]
+    unknown += [("quantization", q, QUANTIZATIONS) for q in quantize if q not in QUANTIZATIONS]
+    for what, value, allowed in unknown[:1]:
+        raise ExportError(f"unknown {what} {value!r}; choose from {', '.join(allowed)}")
+    return [f for f in TABLE if f.family in formats and f.quantization in (None, *quantize)]
+
+
+def check_runtimes(selected: Sequence[Format]) -> None:
+    """MissingRuntime (naming the pip command) when a chosen format's package is absent."""
+    for family in dict.fromkeys(f.family for f in selected):
+        for module, package in NEEDS.get(family, ()):
+            runtime.require(module, package, f"the {family} format")
 
 
 # ---------------------------------------------------------------------------- main flow
-def resolve_data(
-    run_dir: Path | None,
-    calibration_data: Path | None,
-    parity_data: Path | None,
-    image_size: int,
-    workdir: Path,
-) -> tuple[list[Path], list[Path], str]:
-    """(calibration paths, parity paths, description) from flags, the run, or synthetic."""
-    calib: list[Path] = []
-    parity: list[Path] = []
-    source = ""
-    if calibration_data is not None:
-        if not Path(calibration_data).is_dir():
-            raise ExportError(f"--calibration-data {calibration_data} is not a directory")
-        calib = _sources_first(list_images(calibration_data))
-        source = f"calibration: {calibration_data}"
-    elif run_dir is not None:
-        calib = _sources_first(_split_paths(run_dir, ("train", "training")))
-        if calib:
-            source = f"calibration: {run_dir / 'split.json'} train"
-    if parity_data is not None:
-        if not Path(parity_data).is_dir():
-            raise ExportError(f"--parity-data {parity_data} is not a directory")
-        parity = _sources_first(list_images(parity_data))
-        source += f"; parity: {parity_data}"
-    elif run_dir is not None and calibration_data is None:
-        parity = _sources_first(_split_paths(run_dir, ("val", "validation", "test")))
-        if parity:
-            source += f"; parity: {run_dir / 'split.json'} val"
-    if not calib or not parity:
-        synthetic = _sources_first(list_images(_synthetic_dir(image_size, workdir)))
-        if not calib:
-            calib = synthetic
-            source = "calibration: synthetic set" + source.replace("calibration:", ";")
-        if not parity:
-            parity = calib
-            source += "; parity: same images as calibration"
-    return calib, parity, source.strip("; ")
-
-
 def export(
     out: str | Path,
     run_dir: str | Path | None = None,
@@ -704,252 +450,105 @@ def export(
     """Export, check parity, and move the result to `out`. Returns the parity report.
 
     Raises `ExportError` (leaving `out` untouched) if any format misses its threshold, unless
-    `enforce=False` (benchmarks of untrained models: the report still records pass/fail).
+    `enforce=False` (benchmarks of untrained models: the report still records pass/fail), and
+    `MissingRuntime` when a chosen format's package is not installed.
     """
     log = print if verbose else (lambda *a, **k: None)
     out = Path(out).resolve()
-    formats = [f.strip().lower() for f in formats]
-    quantize = [q.strip().lower() for q in quantize]
-    for f in formats:
-        if f not in FORMATS:
-            raise ExportError(f"unknown format {f!r}; choose from {', '.join(FORMATS)}")
-    for q in quantize:
-        if q not in QUANTIZATIONS:
-            raise ExportError(f"unknown quantization {q!r}; choose from {', '.join(QUANTIZATIONS)}")
+    selected = select(formats, quantize)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"--out {out} exists and is not empty (pass --overwrite to replace it)")
-
+    check_runtimes(selected)
     model, config = load_converter(run_dir, model_path)
-    size = int(model.input_shape[1])
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    scratch = Path(tempfile.mkdtemp(prefix="pldt-export-"))
-    try:
-        report = _export_into(
-            tmp,
-            scratch,
-            model,
-            config,
-            size,
-            formats,
-            quantize,
-            Path(run_dir) if run_dir else None,
-            Path(calibration_data) if calibration_data else None,
-            Path(parity_data) if parity_data else None,
-            calibration_samples,
-            parity_samples,
-            log,
-        )
-        failed = [n for n, r in report["formats"].items() if not r["pass"]]
+    with (
+        tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-", dir=out.parent) as tmp,
+        tempfile.TemporaryDirectory(prefix="pldt-export-") as scratch,
+    ):
+        tmp, scratch, size = Path(tmp), Path(scratch), int(model.input_shape[1])
+        calib, parity, note = resolve_data(run_dir, calibration_data, parity_data, size, scratch)
+        names = [f.name for f in selected]
+        job = _Job(model, config, tmp, scratch, names, calib, calibration_samples, log)
+        report = _export_into(job, selected, _spread(parity, parity_samples), note)
+        failed = {n: r for n, r in report["formats"].items() if not r["pass"]}
         if failed and enforce:
-            lines = [
-                f"  {n}: {r['metric']} = {r[r['metric']]:.6g}, needs {r['criterion']}"
-                for n, r in report["formats"].items()
-                if not r["pass"]
-            ]
+            lines = "".join(
+                f"\n  {n}: {r['metric']} = {r[r['metric']]:.6g}, needs {r['criterion']}"
+                for n, r in failed.items()
+            )
             raise ExportError(
-                "parity check failed for "
-                + ", ".join(failed)
-                + "\n"
-                + "\n".join(lines)
-                + f"\nnothing was written to {out}"
+                f"parity check failed for {', '.join(failed)}{lines}\nnothing was written to {out}"
             )
         if out.exists():
             shutil.rmtree(out)
-        os.replace(tmp, out)
-        log(f"exported to {out}")
-        return report
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _export_into(
-    tmp,
-    scratch,
-    model,
-    config,
-    size,
-    formats,
-    quantize,
-    run_dir,
-    calib_dir,
-    parity_dir,
-    calibration_samples,
-    parity_samples,
-    log,
-) -> dict[str, Any]:
-    calib_paths, parity_paths, data_note = resolve_data(
-        run_dir, calib_dir, parity_dir, size, scratch
-    )
-    parity_paths = _spread(parity_paths, parity_samples)
-    batch, photos = load_sample(parity_paths, size)
-    log(f"parity batch: {len(batch)} images ({data_note})")
-    reference = np.asarray(model(batch, training=False), np.float32)
-    report: dict[str, Any] = {
-        "image_size": size,
-        "data": data_note,
-        "parity_images": [str(p) for p in parity_paths][: len(batch)],
-        "thresholds": dict(THRESHOLDS),
-        "formats": {},
-    }
-    if config is not None:
-        _write_json(tmp / "config.json", config)
-
-    def record(name: str, metrics: dict[str, float]) -> None:
-        metric, op, bound = criterion(name)
-        entry = {**metrics, "metric": metric, "criterion": f"{op} {bound:g}"}
-        entry["pass"] = bool(_passes(metrics, name))
-        report["formats"][name] = entry
-        status = "ok" if entry["pass"] else "FAILED"
-        detail = ", ".join(f"{k}={v:.3g}" for k, v in metrics.items() if isinstance(v, float))
-        log(f"  {name:<26} {detail}  [{metric} {op} {bound:g}: {status}]")
-
-    need_sm = "savedmodel" in formats or "tflite" in formats
-    sm_dir = tmp / "savedmodel" if "savedmodel" in formats else scratch / "savedmodel"
-    if need_sm:
-        t0 = time.time()
-        write_savedmodel(model, sm_dir)
-        log(f"SavedModel written in {time.time() - t0:.1f}s")
-    if "savedmodel" in formats:
-        runner = SavedModelRunner(sm_dir)
-        record("savedmodel", parity_metrics(reference, runner(batch)))
-        worst = 0.0
-        expected = to_uint8_np(reference).astype(np.int16)
-        for i, photo in enumerate(photos):
-            products = runner.photos(photo[None])
-            worst = max(worst, float(np.abs(products[0].astype(np.int16) - expected[i]).max()))
-        record("savedmodel_convert_images", {"max_abs_levels": worst})
-        _write_json(
-            sm_dir / "model_card.json",
-            model_card(
-                "savedmodel",
-                sm_dir,
-                size,
-                config,
-                {
-                    "format": "TensorFlow SavedModel",
-                    "signatures": {
-                        "convert_images": {
-                            "inputs": [
-                                _card(
-                                    "images",
-                                    [-1, -1, -1, 3],
-                                    "uint8",
-                                    "a batch of same-sized RGB photos, any size",
-                                )
-                            ],
-                            "outputs": [
-                                _card(
-                                    "products",
-                                    [-1, size, size, 3],
-                                    "uint8",
-                                    "generated product images (RGB)",
-                                )
-                            ],
-                            "note": "preprocessing and postprocessing are inside the graph",
-                        },
-                        "serving_default": {
-                            "inputs": [
-                                _card(
-                                    "source", [-1, size, size, 3], "float32", "preprocessed photos"
-                                )
-                            ],
-                            "outputs": [
-                                _card(
-                                    "target",
-                                    [-1, size, size, 3],
-                                    "float32",
-                                    "generated product images (tanh)",
-                                )
-                            ],
-                        },
-                    },
-                    "usage": "m = tf.saved_model.load(dir); "
-                    "m.signatures['convert_images'](images=uint8_batch)['products']",
-                    "parity": report["formats"]["savedmodel"],
-                },
-            ),
-        )
-
-    if "tflite" in formats:
-        calib_batch = None
-        if "int8" in quantize:
-            calib_batch, _ = load_sample(_spread(calib_paths, calibration_samples), size)
-            log(f"int8 calibration: {len(calib_batch)} images")
-        for q in quantize:
-            name = TFLITE_NAMES[q]
-            path = tmp / name / "converter.tflite"
-            t0 = time.time()
-            write_tflite(sm_dir, path, q, calib_batch)
-            runner = TFLiteRunner(path)
-            record(name, parity_metrics(reference, runner(batch)))
-            extra = {
-                "format": "TFLite (LiteRT) flatbuffer",
-                "quantization": q if q != "none" else "fp32",
-                "signature": "serving_default",
-                "inputs": [_tensor_card(runner.input, "preprocessed photo(s)")],
-                "outputs": [_tensor_card(runner.output, "generated product image(s), tanh")],
-                "parity": report["formats"][name],
-                "conversion_seconds": round(time.time() - t0, 2),
-            }
-            if q == "int8":
-                extra["calibration"] = {
-                    "images": len(calib_batch),
-                    "note": "full-integer int8 (TFLITE_BUILTINS_INT8) with uint8 input/output",
-                }
-            _write_json(
-                path.parent / "model_card.json", model_card(name, path, size, config, extra)
-            )
-
-    if "onnx" in formats:
-        path = tmp / "onnx" / "converter.onnx"
-        write_onnx(model, path)
-        runner = OnnxRunner(path)
-        record("onnx", parity_metrics(reference, runner(batch)))
-        extra = {
-            "format": f"ONNX (opset {ONNX_OPSET}, tf2onnx)",
-            "inputs": [
-                _card(
-                    "source", [-1, size, size, 3], "float32", "preprocessed photo(s)", layout="NHWC"
-                )
-            ],
-            "outputs": [
-                _card(
-                    "target",
-                    [-1, size, size, 3],
-                    "float32",
-                    "generated product image(s), tanh",
-                    layout="NHWC",
-                )
-            ],
-            "parity": report["formats"]["onnx"],
-        }
-        _write_json(path.parent / "model_card.json", model_card("onnx", path, size, config, extra))
-
-    _write_json(tmp / "parity.json", report)
+        os.replace(tmp, out)  # (a TemporaryDirectory that is gone is left alone)
+    log(f"exported to {out}")
     return report
 
 
+def _export_into(job: _Job, selected: Sequence[Format], parity: list[Path], note: str):
+    """Write every row of `selected` into `job.tmp`, measure it against Keras, describe it."""
+    batch, photos = load_sample(parity, job.size)
+    job.log(f"parity batch: {len(batch)} images ({note})")
+    reference = np.asarray(job.model(batch, training=False), np.float32)
+    report: dict[str, Any] = {
+        "image_size": job.size,
+        "data": note,
+        "parity_images": [str(p) for p in parity][: len(batch)],
+        "thresholds": dict(THRESHOLDS),
+        "formats": {},
+    }
+    if job.config is not None:
+        _write_json(job.tmp / CONFIG, job.config)
+
+    def record(name: str, threshold: str, metrics: dict[str, float]) -> dict[str, Any]:
+        entry = report["formats"][name] = judge(metrics, threshold)
+        detail = ", ".join(f"{k}={v:.3g}" for k, v in metrics.items())
+        status = "ok" if entry["pass"] else "FAILED"
+        job.log(f"  {name:<26} {detail}  [{entry['metric']} {entry['criterion']}: {status}]")
+        return entry
+
+    for fmt in selected:
+        start = time.time()
+        path = fmt.write(job, fmt, job.tmp / fmt.name)
+        seconds = round(time.time() - start, 2)
+        runner = fmt.runner(path)
+        entry = record(fmt.name, fmt.threshold, parity_metrics(reference, runner(batch)))
+        for name, threshold, check in fmt.checks:
+            record(name, threshold, check(runner, photos, reference))
+        card = model_card(fmt, path, runner, job, parity=entry, conversion_seconds=seconds)
+        _write_json(job.tmp / fmt.name / MODEL_CARD, card)
+    _write_json(job.tmp / PARITY, report)
+    return report
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2, default=str) + "\n")
+
+
+# ---------------------------------------------------------------------------- command line
 def _csv(value: str) -> list[str]:
     return [v for v in (s.strip() for s in value.split(",")) if v]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    t = THRESHOLDS
     parser = argparse.ArgumentParser(
         prog="python -m keras_pldt.export",
         description=(
             "Export a trained PLDT converter to SavedModel, TFLite (fp32/float16/dynamic/int8) "
-            "and ONNX, with a model_card.json next to each model and a parity check against "
-            "Keras (written to parity.json). Fails with exit code 1, writing nothing, if any "
-            f"format misses its threshold: fp32 formats max-abs <= {THRESHOLDS['fp32_max_abs']:g}"
-            f", float16 <= {THRESHOLDS['float16_max_abs']:g}, dynamic/int8 PSNR >= "
-            f"{THRESHOLDS['int8_min_psnr_db']:g} dB."
+            f"and ONNX, with a {MODEL_CARD} next to each model and a parity check against "
+            f"Keras (written to {PARITY}). Fails with exit code 1, writing nothing, if any "
+            f"format misses its threshold: fp32 formats max-abs <= {t['fp32_max_abs']:g}, "
+            f"float16 <= {t['float16_max_abs']:g}, dynamic/int8 PSNR >= "
+            f"{t['int8_min_psnr_db']:g} dB. The calibration and parity photos default to the "
+            f"run's training and validation photos ({SPLIT}), else a generated synthetic set."
         ),
         epilog=(
             "examples:\n"
-            "  python -m keras_pldt.export --run-dir runs/demo --out exported\n"
-            "  python -m keras_pldt.export --model converter.keras --out exported "
+            "  python -m keras_pldt.export --run-dir runs/demo-rf+dd --out exported\n"
+            f"  python -m keras_pldt.export --model runs/demo-rf+dd/{FINAL} --out exported "
             "--formats tflite --quantize int8 --calibration-data photos/\n"
             "Then: python -m keras_pldt.convert --model exported/tflite_int8/converter.tflite "
             "--input photo.jpg --output products/"
@@ -957,61 +556,37 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument(
-        "--run-dir",
-        type=Path,
-        help="training run directory (uses converter.keras, config.json, split.json)",
-    )
-    src.add_argument(
-        "--model", type=Path, help="a converter .keras file (or a full PLDT checkpoint .keras)"
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output directory (created)")
-    parser.add_argument(
-        "--formats",
-        type=_csv,
-        default=list(FORMATS),
-        help=f"comma-separated subset of {','.join(FORMATS)} (default: all)",
-    )
-    parser.add_argument(
+    src.add_argument("--run-dir", type=Path, help=f"a training run folder (its {FINAL})")
+    src.add_argument("--model", type=Path, dest="model_path", metavar="MODEL", help="a .keras file")
+    add = parser.add_argument
+    add("--out", type=Path, required=True, help="output folder (created)")
+    add("--formats", type=_csv, default=list(FORMATS), help=f"subset of {','.join(FORMATS)} (all)")
+    add(
         "--quantize",
         type=_csv,
         default=list(QUANTIZATIONS),
-        help="TFLite variants, comma-separated subset of none (fp32),float16,dynamic,int8 "
-        "(default: all)",
+        help="TFLite variants: subset of none (fp32),float16,dynamic,int8 (all)",
     )
-    parser.add_argument(
+    add(
         "--calibration-data",
         type=Path,
-        help="directory of photos for int8 calibration and (unless --parity-data) the parity "
-        "batch; default: the run's split.json, else a generated synthetic set",
+        help="folder of photos that calibrate int8 (and "
+        "give the parity batch unless --parity-data)",
     )
-    parser.add_argument("--parity-data", type=Path, help="directory of photos for parity")
-    parser.add_argument("--calibration-samples", type=int, default=64)
-    parser.add_argument("--parity-samples", type=int, default=16)
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a non-empty --out (only on success)"
-    )
-    parser.add_argument("--quiet", action="store_true")
+    add("--parity-data", type=Path, help="folder of photos for the parity batch")
+    add("--calibration-samples", type=int, default=64, help="photos that calibrate int8 (64)")
+    add("--parity-samples", type=int, default=16, help="photos in the parity batch (16)")
+    add("--overwrite", action="store_true", help="replace a non-empty --out (only on success)")
+    add("--quiet", action="store_true", help="print only errors, not each format's parity")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    options = vars(build_parser().parse_args(argv))
+    quiet_tensorflow()
     try:
-        export(
-            args.out,
-            run_dir=args.run_dir,
-            model_path=args.model,
-            formats=args.formats,
-            quantize=args.quantize,
-            calibration_data=args.calibration_data,
-            parity_data=args.parity_data,
-            calibration_samples=args.calibration_samples,
-            parity_samples=args.parity_samples,
-            overwrite=args.overwrite,
-            verbose=not args.quiet,
-        )
-    except ExportError as error:
+        export(verbose=not options.pop("quiet"), **options)
+    except (ExportError, MissingRuntime, RunError) as error:
         print(f"export failed: {error}", file=sys.stderr)
         return 1
     return 0

@@ -1,160 +1,81 @@
 """`python -m keras_pldt.export`: every format meets its parity threshold; failures write nothing.
 
-One tiny converter (32 px, base width 8) is fitted for a few steps on real photos (or the
-built-in synthetic set when the shared photos are absent) and exported once per test process
-by `exported()`; test_convert.py and test_export_kit.py reuse it.
+The tiny converter and its export are the session fixture `exported` (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
+import io
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from keras_pldt import export as export_mod
+from keras_pldt import runtime
+from keras_pldt.run import CONFIG
 
-GROCERY_VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "grocery_val"
-SIZE = 32
 TFLITE = ("tflite_fp32", "tflite_float16", "tflite_dynamic", "tflite_int8")
 ALL_FORMATS = ("savedmodel", *TFLITE, "onnx")
-
-
-def photo_dir(split: str = "test") -> Path | None:
-    directory = GROCERY_VAL / split
-    return directory if directory.is_dir() and any(directory.glob("*.jpg")) else None
-
-
-def _training_photos(root: Path) -> Path:
-    real = photo_dir("train") or photo_dir("test")
-    if real is not None:
-        return real
-    return export_mod._fallback_synthetic(root / "synthetic", 12, 2, seed=0, image_size=64)
-
-
-def _fit_tiny(run_dir: Path, photos: Path):
-    """A 32 px, base-8 converter fitted ~30 steps (MSE: source -> its product photo)."""
-    import keras
-    import tensorflow as tf
-
-    from keras_pldt.config import PLDTConfig
-    from keras_pldt.model import PLDT
-
-    keras.utils.set_random_seed(0)
-    paths = export_mod.list_images(photos)
-    by_pid: dict[str, list[Path]] = {}
-    for p in paths:
-        by_pid.setdefault(p.name.split("_")[0], []).append(p)
-    sources, targets = [], []
-    for group in list(by_pid.values())[:40]:
-        clean = [p for p in group if "_CLEAN1_" in p.name] or group
-        for p in group:
-            if "_CLEAN1_" not in p.name:
-                sources.append(p)
-                targets.append(clean[0])
-    x, _ = export_mod.load_sample(sources, SIZE)
-    y, _ = export_mod.load_sample(targets, SIZE)
-    config = PLDTConfig(base_filters=8, image_size=SIZE, batch_size=16, variant="mse")
-    model = PLDT(config)
-    model.compile(converter_optimizer=keras.optimizers.Adam(2e-3, beta_1=0.5))
-    data = {"source": x, "target": y, "unassociated": y[::-1]}
-    ds = tf.data.Dataset.from_tensor_slices(data).repeat().batch(16)
-    model.fit(ds, steps_per_epoch=30, epochs=1, verbose=0)
-    run_dir.mkdir(parents=True)
-    keras.saving.save_model(model.converter, run_dir / "converter.keras")
-    config.to_json(run_dir / "config.json")
-    return model.converter
-
-
-@functools.cache
-def exported() -> SimpleNamespace:
-    """Train + export all formats once per process; cleaned up at exit."""
-    root = Path(tempfile.mkdtemp(prefix="pldt-export-test-"))
-    atexit.register(shutil.rmtree, root, True)
-    photos = _training_photos(root)
-    model = _fit_tiny(root / "run", photos)
-    report = export_mod.export(
-        root / "out",
-        run_dir=root / "run",
-        calibration_data=photos,
-        parity_data=photo_dir("test"),
-        calibration_samples=32,
-        parity_samples=8,
-        verbose=False,
-    )
-    return SimpleNamespace(
-        root=root, run=root / "run", out=root / "out", model=model, report=report
-    )
+KINDS = {"savedmodel": "savedmodel", "onnx": "onnx", **{name: "tflite" for name in TFLITE}}
 
 
 def reference(model, batch: np.ndarray) -> np.ndarray:
     return np.asarray(model(batch, training=False), np.float32)
 
 
-def model_file(name: str) -> Path:
-    out = exported().out
-    if name == "savedmodel":
-        return out / "savedmodel"
-    if name == "onnx":
-        return out / "onnx" / "converter.onnx"
-    return out / name / "converter.tflite"
-
-
-def runner(name: str):
-    path = model_file(name)
-    if name == "savedmodel":
-        return export_mod.SavedModelRunner(path)
-    if name == "onnx":
-        return export_mod.OnnxRunner(path)
-    return export_mod.TFLiteRunner(path)
-
-
-def fresh_batch() -> np.ndarray:
+def fresh_batch(exported) -> np.ndarray:
     """Photos not in the export's parity batch (or random pixels), preprocessed."""
-    real = photo_dir("test")
+    real = exported.photos("test")
     if real is not None:
-        paths = export_mod._sources_first(export_mod.list_images(real))[-6:]
-        return export_mod.load_sample(paths, SIZE)[0]
+        paths = export_mod._sources_first(runtime.list_images(real))[-6:]
+        return export_mod.load_sample(paths, exported.size)[0]
     rng = np.random.default_rng(1)
-    return rng.uniform(-1, 1, (6, SIZE, SIZE, 3)).astype(np.float32)
+    return rng.uniform(-1, 1, (6, exported.size, exported.size, 3)).astype(np.float32)
 
 
-def test_tiny_model_output_is_not_degenerate():
+def _photo(exported, width: int, height: int) -> np.ndarray:
+    real = exported.photos("test")
+    if real is None:
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    path = sorted(real.glob("*.jpg"))[0]
+    return np.asarray(Image.open(path).convert("RGB").resize((width, height), Image.BILINEAR))
+
+
+def test_tiny_model_output_is_not_degenerate(exported):
     """Parity numbers mean little if the model outputs a constant: check the output spread."""
-    art = exported()
-    y = reference(art.model, fresh_batch())
+    y = reference(exported.model, fresh_batch(exported))
     assert y.std() > 0.05, f"output std {y.std():.4f}: the test model is degenerate"
     assert y.max() - y.min() > 0.5
 
 
-def test_every_format_exported_and_passes_in_parity_json():
-    art = exported()
-    parity = json.loads((art.out / "parity.json").read_text())
+def test_every_format_exported_and_passes_in_parity_json(exported):
+    parity = json.loads((exported.out / "parity.json").read_text())
     assert set(ALL_FORMATS) <= set(parity["formats"])
     for name, entry in parity["formats"].items():
         assert entry["pass"], (name, entry)
+    assert sorted(p.name for p in exported.out.iterdir()) == sorted(
+        [*ALL_FORMATS, CONFIG, "parity.json"]
+    )
     print(
         json.dumps({k: {m: v[m] for m in v if m != "pass"} for k, v in parity["formats"].items()})
     )
 
 
 @pytest.mark.parametrize("name", ALL_FORMATS)
-def test_format_meets_threshold_on_fresh_photos(name):
-    """Independent of the export's own check: new photos, thresholds from the spec."""
-    art = exported()
-    batch = fresh_batch()
-    got = runner(name)(batch)
-    metrics = export_mod.parity_metrics(reference(art.model, batch), got)
+def test_format_meets_threshold_on_fresh_photos(exported, name):
+    """Independent of the export's own check: new photos, thresholds from the spec, through the
+    runner that `runtime.open_model` picks for the file."""
+    runner = runtime.open_model(exported.model_file(name))
+    assert runner.kind == KINDS[name] and runner.image_size == exported.size
+    batch = fresh_batch(exported)
+    metrics = export_mod.parity_metrics(reference(exported.model, batch), runner(batch))
     if name in ("savedmodel", "tflite_fp32", "onnx"):
         assert metrics["max_abs"] <= 1e-4, metrics
     elif name == "tflite_float16":
@@ -164,73 +85,92 @@ def test_format_meets_threshold_on_fresh_photos(name):
         assert metrics["max_abs"] > 0  # really quantized
 
 
-def test_model_cards_describe_each_file():
+def test_model_cards_describe_each_file(exported):
+    size = exported.size
     for name in ALL_FORMATS:
-        path = model_file(name)
+        path = exported.model_file(name)
         folder = path.parent if path.is_file() else path
         card = json.loads((folder / "model_card.json").read_text())
-        assert card["image_size"] == SIZE
+        assert card["name"] == name and card["image_size"] == size
         assert "preprocessing" in card and card["preprocessing"]["pad_value"] == 255
         assert card["parity"]["pass"]
+        assert card["config"]["base_filters"] == 8
         if path.is_file():
             assert card["size_bytes"] == path.stat().st_size
             (inp,), (outp,) = card["inputs"], card["outputs"]
-            assert inp["shape"][1:] == [SIZE, SIZE, 3] and outp["shape"][1:] == [SIZE, SIZE, 3]
-    int8 = json.loads((model_file("tflite_int8").parent / "model_card.json").read_text())
+            assert inp["shape"][1:] == [size, size, 3] and outp["shape"][1:] == [size, size, 3]
+    int8 = json.loads((exported.model_file("tflite_int8").parent / "model_card.json").read_text())
     for tensor in (*int8["inputs"], *int8["outputs"]):
         assert tensor["dtype"] == "uint8"
         assert tensor["quantization"]["scale"] > 0
     # The input range is anchored to the whole [-1, 1]: dark pixels are not clipped.
     low, high = int8["inputs"][0]["real_value_range"]
     assert low <= -0.99 and high >= 0.99
-    fp32 = json.loads((model_file("tflite_fp32").parent / "model_card.json").read_text())
+    assert int8["calibration"]["images"] == 32
+    fp32 = json.loads((exported.model_file("tflite_fp32").parent / "model_card.json").read_text())
     assert fp32["inputs"][0]["dtype"] == "float32"
     assert int8["size_bytes"] < fp32["size_bytes"] / 2
-
-
-def _photo(width: int, height: int) -> np.ndarray:
-    from PIL import Image
-
-    real = photo_dir("test")
-    if real is None:
-        rng = np.random.default_rng(0)
-        return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    path = sorted(real.glob("*.jpg"))[0]
-    return np.asarray(Image.open(path).convert("RGB").resize((width, height), Image.BILINEAR))
+    onnx = json.loads((exported.model_file("onnx").parent / "model_card.json").read_text())
+    assert [t["name"] for t in (*onnx["inputs"], *onnx["outputs"])] == ["source", "target"]
+    assert onnx["inputs"][0]["shape"] == [-1, size, size, 3]
 
 
 @pytest.mark.parametrize("width,height", [(300, 200), (50, 120)])
-def test_convert_images_signature_takes_any_size(width, height):
+def test_convert_images_signature_takes_any_size(exported, width, height):
     import tensorflow as tf
 
-    art = exported()
-    loaded = tf.saved_model.load(str(model_file("savedmodel")))
-    photo = _photo(width, height)
+    size = exported.size
+    loaded = tf.saved_model.load(str(exported.model_file("savedmodel")))
+    photo = _photo(exported, width, height)
     batch = np.stack([photo, photo[:, ::-1]])
     products = loaded.signatures["convert_images"](images=tf.constant(batch))["products"].numpy()
-    assert products.shape == (2, SIZE, SIZE, 3) and products.dtype == np.uint8
-    expected = export_mod.to_uint8_np(
-        reference(art.model, export_mod.preprocess_batch(batch, SIZE))
-    )
+    assert products.shape == (2, size, size, 3) and products.dtype == np.uint8
+    pre = np.asarray(export_mod.preprocess_batch(batch, size))
+    expected = runtime.to_uint8_np(reference(exported.model, pre))
     assert np.abs(products.astype(int) - expected).max() <= 1
     # The letterbox padding is white in the preprocessed input (the paper's pad-255).
-    pre = np.asarray(export_mod.preprocess_batch(batch, SIZE))
     assert np.all(pre[:, 0, :, :] == 1.0) if width > height else np.all(pre[:, :, 0, :] == 1.0)
 
 
-def test_export_preprocessing_matches_training_pipeline():
+SIZES = [(300, 200), (50, 120), (32, 32), (7, 3), (640, 480), (33, 31)]
+
+
+def test_one_letterbox_for_training_savedmodel_and_runtime(exported, tmp_path):
+    """The training pipeline (tf.data, encoded PNG), the SavedModel's `convert_images` (of an
+    identity model, so its products are its letterboxed input) and `runtime.letterbox` give
+    the same pixels, as do `preprocess_photo` and `preprocess_image` in [-1, 1]."""
+    import keras
     import tensorflow as tf
 
-    from keras_pldt.data import preprocess_image
+    from keras_pldt.data import decode_and_preprocess_uint8, preprocess_image
 
-    photo = _photo(300, 200)
-    ours = np.asarray(export_mod._fallback_preprocess_batch(photo[None], SIZE))[0]
-    np.testing.assert_array_equal(ours, preprocess_image(tf.constant(photo), SIZE).numpy())
-    np.testing.assert_array_equal(export_mod.preprocess_photo(photo, SIZE), ours)
+    size = exported.size
+    identity = keras.Sequential([keras.Input((size, size, 3)), keras.layers.Identity()])
+    export_mod.write_savedmodel(identity, tmp_path / "identity")
+    convert_images = tf.saved_model.load(str(tmp_path / "identity")).signatures["convert_images"]
+    for width, height in SIZES:
+        photo = _photo(exported, width, height)
+        ours = np.asarray(runtime.letterbox(photo, size))
+        assert ours.shape == (size, size, 3) and ours.dtype == np.uint8
+        png = io.BytesIO()
+        Image.fromarray(photo).save(png, "PNG")
+        pipeline = tf.data.Dataset.from_tensors(png.getvalue()).map(
+            lambda data: decode_and_preprocess_uint8(data, size)
+        )
+        np.testing.assert_array_equal(next(iter(pipeline)).numpy(), ours, err_msg=str(photo.shape))
+        products = convert_images(images=tf.constant(photo[None]))["products"].numpy()[0]
+        np.testing.assert_array_equal(products, ours, err_msg=str(photo.shape))
+        np.testing.assert_array_equal(np.asarray(runtime.letterbox(photo[None], size))[0], ours)
+        floats = export_mod.preprocess_photo(photo, size)
+        np.testing.assert_array_equal(floats, preprocess_image(tf.constant(photo), size).numpy())
+        np.testing.assert_array_equal(floats, runtime.to_float_np(ours))
+    levels = np.arange(256, dtype=np.uint8)
+    np.testing.assert_array_equal(runtime.to_float_np(levels), runtime.to_float(levels).numpy())
 
 
-def test_savedmodel_loads_in_fresh_process_without_keras_pldt(tmp_path):
-    path = model_file("savedmodel")
+def test_savedmodel_loads_in_fresh_process_without_keras_pldt(exported, tmp_path):
+    path = exported.model_file("savedmodel")
+    size = exported.size
     script = textwrap.dedent(
         f"""
         import sys
@@ -247,9 +187,9 @@ def test_savedmodel_loads_in_fresh_process_without_keras_pldt(tmp_path):
         m = tf.saved_model.load({str(path)!r})
         photos = tf.constant(np.full((1, 200, 300, 3), 90, np.uint8))
         out = m.signatures["convert_images"](images=photos)["products"]
-        assert out.shape == (1, {SIZE}, {SIZE}, 3) and out.dtype == tf.uint8, out
-        y = m.signatures["serving_default"](source=tf.zeros([2, {SIZE}, {SIZE}, 3]))["target"]
-        assert y.shape == (2, {SIZE}, {SIZE}, 3)
+        assert out.shape == (1, {size}, {size}, 3) and out.dtype == tf.uint8, out
+        y = m.signatures["serving_default"](source=tf.zeros([2, {size}, {size}, 3]))["target"]
+        assert y.shape == (2, {size}, {size}, 3)
         assert "keras_pldt" not in sys.modules
         print("OK", sorted(m.signatures))
         """
@@ -262,12 +202,11 @@ def test_savedmodel_loads_in_fresh_process_without_keras_pldt(tmp_path):
     assert "OK ['convert_images', 'serving_default']" in done.stdout
 
 
-def test_export_refuses_when_threshold_missed(tmp_path, monkeypatch, capsys):
-    art = exported()
+def test_export_refuses_when_threshold_missed(exported, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(export_mod.THRESHOLDS, "fp32_max_abs", -1.0)
     out = tmp_path / "out"
     rc = export_mod.main(
-        ["--run-dir", str(art.run), "--out", str(out), "--formats", "onnx", "--quiet"]
+        ["--run-dir", str(exported.run), "--out", str(out), "--formats", "onnx", "--quiet"]
     )
     assert rc == 1
     assert "parity check failed for onnx" in capsys.readouterr().err
@@ -275,34 +214,81 @@ def test_export_refuses_when_threshold_missed(tmp_path, monkeypatch, capsys):
     assert list(tmp_path.iterdir()) == []  # no temp dir left beside --out
 
 
-def test_failed_overwrite_keeps_previous_export(tmp_path, monkeypatch):
-    art = exported()
+def test_failed_overwrite_keeps_previous_export(exported, tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("previous export")
     # Refuses a non-empty --out without --overwrite.
-    rc = export_mod.main(["--run-dir", str(art.run), "--out", str(out), "--formats", "onnx"])
+    rc = export_mod.main(["--run-dir", str(exported.run), "--out", str(out), "--formats", "onnx"])
     assert rc == 1
     monkeypatch.setitem(export_mod.THRESHOLDS, "int8_min_psnr_db", 1e9)
-    argv = ["--run-dir", str(art.run), "--out", str(out), "--overwrite", "--quiet"]
+    argv = ["--run-dir", str(exported.run), "--out", str(out), "--overwrite", "--quiet"]
     argv += ["--formats", "tflite", "--quantize", "int8", "--calibration-samples", "4"]
     assert export_mod.main(argv) == 1
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_cli_help_and_bad_arguments(capsys, tmp_path):
+@pytest.mark.parametrize(
+    "blocked,formats,message",
+    [
+        (
+            "ai_edge_litert.interpreter",
+            "tflite",
+            "the tflite format needs ai-edge-litert: pip install ai-edge-litert",
+        ),
+        ("tf2onnx", "onnx", "the onnx format needs tf2onnx: pip install tf2onnx"),
+        (
+            "onnxruntime",
+            "savedmodel,onnx",
+            "the onnx format needs onnxruntime: pip install onnxruntime",
+        ),
+    ],
+)
+def test_missing_runtime_is_one_line(
+    exported, tmp_path, monkeypatch, capsys, blocked, formats, message
+):
+    """A runtime that cannot be imported: one line naming the pip command, nothing written."""
+    monkeypatch.setitem(sys.modules, blocked, None)  # `import blocked` now raises ImportError
+    out = tmp_path / "out"
+    argv = ["--model", str(exported.final), "--out", str(out), "--formats", formats, "--quiet"]
+    assert export_mod.main(argv) == 1
+    assert capsys.readouterr().err == f"export failed: {message}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_help_and_bad_arguments(exported, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         export_mod.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for word in ("--run-dir", "--model", "--formats", "--quantize", "--calibration-data"):
         assert word in text
-    art = exported()
-    args = ["--model", str(art.run / "converter.keras"), "--out", str(tmp_path / "o")]
+    assert "--run-dir runs/demo-rf+dd --out exported" in text
+    actions = [a for a in export_mod.build_parser()._actions if a.option_strings]
+    assert [a.option_strings for a in actions if not a.help] == []
+    args = ["--model", str(exported.final), "--out", str(tmp_path / "o")]
     assert export_mod.main([*args, "--formats", "coreml"]) == 1
-    assert "unknown format" in capsys.readouterr().err
+    assert "unknown format 'coreml'" in capsys.readouterr().err
+    assert export_mod.main([*args, "--quantize", "int4"]) == 1
+    assert "unknown quantization 'int4'" in capsys.readouterr().err
     assert export_mod.main(["--run-dir", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 1
+    assert "is not a directory" in capsys.readouterr().err
+    not_a_run = tmp_path / "empty"
+    not_a_run.mkdir()
+    assert export_mod.main(["--run-dir", str(not_a_run), "--out", str(tmp_path / "o2")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("export failed: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_load_converter_gives_the_run_config(exported):
+    model, config = export_mod.load_converter(run_dir=exported.run)
+    assert model.input_shape == (None, exported.size, exported.size, 3)
+    assert config["base_filters"] == 8 and config["data"]
+    model, config = export_mod.load_converter(model_path=exported.final)
+    assert config["base_filters"] == 8  # the run's config beside the .keras file
+    batch = fresh_batch(exported)
+    np.testing.assert_array_equal(reference(model, batch), reference(exported.model, batch))
 
 
 def test_resize_decoder_converts_to_tflite(tmp_path):
@@ -310,13 +296,14 @@ def test_resize_decoder_converts_to_tflite(tmp_path):
     import keras
 
     from keras_pldt.config import PLDTConfig
-    from keras_pldt.model import PLDT
+    from keras_pldt.networks import build_converter
 
     keras.utils.set_random_seed(0)
-    model = PLDT(PLDTConfig(image_size=32, base_filters=4, upsampling="resize"))
-    converter = model.ema_converter()
+    converter = build_converter(
+        PLDTConfig(image_size=32, base_filters=4, upsampling="resize", subpixel_convs=False)
+    )
     export_mod.write_savedmodel(converter, tmp_path / "sm")
     export_mod.write_tflite(tmp_path / "sm", tmp_path / "c.tflite", "none")
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
-    lite = export_mod.TFLiteRunner(tmp_path / "c.tflite")(x)
+    lite = runtime.TFLiteRunner(tmp_path / "c.tflite")(x)
     np.testing.assert_allclose(lite, converter(x).numpy(), atol=1e-4)

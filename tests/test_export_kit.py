@@ -13,6 +13,7 @@ letterbox differ by at most 1 uint8 level, so
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -23,17 +24,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_export import SIZE, exported, model_file, photo_dir
 
 from keras_pldt import export as export_mod
+from keras_pldt import runtime
 
 KIT = Path(__file__).resolve().parents[1] / "export"
 FLOAT = {"tflite_fp32": 1e-4, "tflite_float16": 1e-2, "onnx": 1e-4}
 QUANTIZED = ("tflite_dynamic", "tflite_int8")
 
 
-def _sources(count: int = 4) -> list[Image.Image]:
-    real = photo_dir("test")
+def _sources(real, count: int = 4) -> list[Image.Image]:
     if real is None:
         rng = np.random.default_rng(0)
         return [
@@ -44,15 +44,25 @@ def _sources(count: int = 4) -> list[Image.Image]:
 
 
 @pytest.fixture(scope="module")
-def photo_sets(tmp_path_factory):
+def kit():
+    """export/kit.py as a module."""
+    spec = importlib.util.spec_from_file_location("pldt_export_kit", KIT / "kit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def photo_sets(tmp_path_factory, exported):
     """PNG (lossless) photos: already S x S, and odd-sized."""
     root = tmp_path_factory.mktemp("kit-photos")
     square, odd = root / "square", root / "odd"
     square.mkdir()
     odd.mkdir()
-    for i, image in enumerate(_sources()):
-        image.resize((SIZE, SIZE), Image.BILINEAR).save(square / f"p{i}.png")
-    image = _sources(1)[0]
+    real = exported.photos("test")
+    for i, image in enumerate(_sources(real)):
+        image.resize((exported.size, exported.size), Image.BILINEAR).save(square / f"p{i}.png")
+    image = _sources(real, 1)[0]
     image.resize((300, 200), Image.BILINEAR).save(odd / "wide_300x200.png")
     image.resize((50, 120), Image.BILINEAR).save(odd / "tall_50x120.png")
     (odd / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
@@ -88,32 +98,32 @@ def run_kit(script: str, model: Path, inputs: Path, output: Path) -> subprocess.
     )
 
 
-def _compare(name: str, folder: Path, out: Path) -> dict[str, float]:
-    art = exported()
+def _compare(exported, folder: Path, out: Path) -> dict[str, float]:
+    size = exported.size
     refs, outs = [], []
     for png in sorted(folder.glob("*.png")):
         if png.name == "broken.png":
             continue
-        photo = export_mod.read_photo(png)
-        x = export_mod.preprocess_batch(photo[None], SIZE)
-        refs.append(np.asarray(art.model(x, training=False))[0])
+        photo = runtime.read_photo(png)
+        x = runtime.preprocess(photo[None], size)
+        refs.append(np.asarray(exported.model(x, training=False))[0])
         outs.append(np.load(out / f"{png.stem}.npy"))
         product = np.asarray(Image.open(out / f"{png.stem}.png"))
-        assert product.shape == (SIZE, SIZE, 3) and product.dtype == np.uint8
+        assert product.shape == (size, size, 3) and product.dtype == np.uint8
     return export_mod.parity_metrics(np.stack(refs), np.stack(outs))
 
 
 @pytest.mark.parametrize("name", [*FLOAT, *QUANTIZED])
-def test_kit_matches_keras(name, photo_sets, tmp_path):
+def test_kit_matches_keras(exported, name, photo_sets, tmp_path):
     script = "onnx_convert.py" if name == "onnx" else "litert_convert.py"
     results = {}
     for kind, folder in photo_sets.items():
         out = tmp_path / kind
-        done = run_kit(script, model_file(name), folder, out)
+        done = run_kit(script, exported.model_file(name), folder, out)
         assert done.returncode == 0, done.stdout + done.stderr[-3000:]
         if kind == "odd":
             assert "skipped 1" in done.stdout and "broken.png" in done.stderr
-        results[kind] = _compare(name, folder, out)
+        results[kind] = _compare(exported, folder, out)
     print(name, results)
     square, odd = results["square"], results["odd"]
     if name in FLOAT:
@@ -131,3 +141,30 @@ def test_kit_scripts_do_not_import_tensorflow():
         imports = re.findall(r"^\s*(?:import|from)\s+([\w.]+)", text, flags=re.M)
         roots = {name.split(".")[0] for name in imports}
         assert not roots & {"tensorflow", "keras", "keras_pldt", "tf_keras"}, (script, roots)
+
+
+@pytest.mark.parametrize("width,height", [(300, 200), (50, 120), (7, 3), (640, 480), (33, 31)])
+def test_kit_letterbox_is_the_runtime_one(kit, exported, width, height):
+    """The kit's PIL letterbox is `runtime.letterbox`: the same resized size and placement
+    (the white margins are the same pixels), the same pixels on an S x S photo, and within one
+    uint8 level (PIL's bilinear against TF's) elsewhere."""
+    size = exported.size
+    real = exported.photos("test")
+    source = np.asarray(_sources(real, 1)[0])
+    photo = np.asarray(Image.fromarray(source).resize((width, height), Image.BILINEAR))
+    ours = np.asarray(runtime.letterbox(photo, size)).astype(int)
+    theirs = kit.letterbox(photo, size).astype(int)
+    assert theirs.shape == ours.shape == (size, size, 3)
+    scale = np.float32(size) / np.float32(max(width, height))
+    new_h, new_w = (
+        max(1, min(size, int(np.round(np.float32(n) * scale)))) for n in (height, width)
+    )
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    inside = np.zeros((size, size), bool)
+    inside[top : top + new_h, left : left + new_w] = True
+    np.testing.assert_array_equal(ours[~inside], 255)
+    np.testing.assert_array_equal(theirs[~inside], 255)
+    assert np.abs(theirs - ours).max() <= 1
+    square = np.asarray(Image.fromarray(source).resize((size, size), Image.BILINEAR))
+    np.testing.assert_array_equal(kit.letterbox(square, size), runtime.letterbox(square, size))
+    np.testing.assert_array_equal(kit.to_pixels(runtime.to_float_np(square)), square)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from keras_pldt.runtime import letterbox, to_float
+
 __all__ = [
     "DataError",
     "FOLDER_SPLITS",
@@ -296,33 +298,11 @@ def _to_rgb_float(image: tf.Tensor) -> tf.Tensor:
 def preprocess_image_uint8(image: tf.Tensor, image_size: int = 64) -> tf.Tensor:
     """The paper's resize + white padding, as uint8 [S, S, 3] (what the cache stores).
 
-    ``image``: uint8 [H, W, C] (C = 1, 2, 3 or 4; alpha is composited on white). The longer side is
-    resized to ``image_size`` (bilinear with antialiasing), the aspect ratio kept, the shorter side
-    centred and padded with 255 on both ends.
+    ``image``: uint8 [H, W, C] (C = 1, 2, 3 or 4; alpha is composited on white), then
+    :func:`keras_pldt.runtime.letterbox`: the longer side resized to ``image_size`` (bilinear with
+    antialiasing), the aspect ratio kept, the shorter side centred and padded with 255.
     """
-    rgb = _to_rgb_float(image)
-    h = tf.cast(tf.shape(rgb)[0], tf.float32)
-    w = tf.cast(tf.shape(rgb)[1], tf.float32)
-    s = tf.constant(float(image_size))
-    scale = s / tf.maximum(h, w)
-    nh = tf.clip_by_value(tf.cast(tf.round(h * scale), tf.int32), 1, image_size)
-    nw = tf.clip_by_value(tf.cast(tf.round(w * scale), tf.int32), 1, image_size)
-    resized = tf.image.resize(rgb, tf.stack([nh, nw]), method="bilinear", antialias=True)
-    resized = tf.round(tf.clip_by_value(resized, 0.0, 255.0))
-    top = (image_size - nh) // 2
-    left = (image_size - nw) // 2
-    paddings = tf.stack(
-        [tf.stack([top, image_size - nh - top]), tf.stack([left, image_size - nw - left]), [0, 0]]
-    )
-    out = tf.pad(resized, paddings, constant_values=255.0)
-    out = tf.cast(out, tf.uint8)
-    out.set_shape([image_size, image_size, 3])
-    return out
-
-
-def to_float(image_uint8: tf.Tensor) -> tf.Tensor:
-    """uint8 -> float32 in [-1, 1] (x / 127.5 - 1)."""
-    return tf.cast(image_uint8, tf.float32) / 127.5 - 1.0
+    return letterbox(_to_rgb_float(image), image_size)
 
 
 def preprocess_image(image: tf.Tensor, image_size: int = 64) -> tf.Tensor:
