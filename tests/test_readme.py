@@ -39,6 +39,7 @@ CLI_COMMANDS = [
     ("keras_pldt.reproduce", None),
     ("keras_pldt.export", None),
     ("keras_pldt.convert", None),
+    ("keras_pldt.demo", None),
 ]
 SETUP_COMMANDS = {"pip install -e .", 'pip install -e ".[test]"', "pytest"}
 HELP_ENV = {"COLUMNS": "100", "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
