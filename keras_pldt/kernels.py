@@ -17,6 +17,15 @@ rounding), second-order gradients included (R1). The layers `SubpixelConv2D` and
 `SubpixelConv2DTranspose` are drop-in `Conv2D` / `Conv2DTranspose` that use them when the
 layer is 5x5, stride 2, "same", channels-last with even input size, and the native ops
 otherwise.
+
+`leaky_relu` (layer `LeakyReLU`) is `tf.nn.leaky_relu` whose gradient reads the activation's
+*output* instead of its input (the same values: for a slope >= 0 the output is positive exactly
+where the input is). With TensorFlow's own gradient, a conv's BiasAdd feeds both the LeakyRelu
+and its LeakyReluGrad; grappler's oneDNN remapper (on by default on AVX-512 CPUs, or with
+`TF_ENABLE_ONEDNN_OPTS=1`) still fuses Conv2D + BiasAdd + LeakyRelu, deletes the BiasAdd the
+gradient reads and aborts the whole remapper pass of the training graph ("remapper failed:
+... fanout '.../LeakyReluGrad' exist for missing node '.../BiasAdd'"). Reading the output leaves
+the BiasAdd one consumer, so the conv + bias + LeakyReLU fusion is valid and kept.
 """
 
 from __future__ import annotations
@@ -104,6 +113,28 @@ def _conv2d_transpose_stride2(x, kernel):
     return _transpose(x, kernel), grad
 
 
+def leaky_relu(x, negative_slope: float = 0.2):
+    """`tf.nn.leaky_relu(x, negative_slope)` with a gradient that reads the output (module
+    docstring); a negative slope falls back to `tf.nn.leaky_relu`."""
+    if negative_slope < 0:
+        return tf.nn.leaky_relu(x, negative_slope)
+    return _leaky_relu(x, float(negative_slope))
+
+
+def _leaky_relu(x, negative_slope: float):
+    @tf.custom_gradient
+    def forward(x):
+        y = tf.nn.leaky_relu(x, negative_slope)
+
+        def grad(dy):
+            # y > 0 exactly where x > 0 (slope >= 0): LeakyReluGrad of the output is the same.
+            return tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=negative_slope)
+
+        return y, grad
+
+    return forward(x)
+
+
 def _applies(layer, inputs) -> bool:
     shape = inputs.shape
     return (
@@ -144,3 +175,12 @@ class SubpixelConv2DTranspose(layers.Conv2DTranspose):
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
+
+
+@keras.saving.register_keras_serializable(package="keras_pldt")
+class LeakyReLU(layers.LeakyReLU):
+    """`keras.layers.LeakyReLU` through `leaky_relu`: the same values and gradients, and a graph
+    grappler can fuse into the preceding conv."""
+
+    def call(self, inputs):
+        return leaky_relu(inputs, self.negative_slope)

@@ -25,7 +25,7 @@ import tensorflow as tf
 from keras import layers
 
 from keras_pldt.config import PLDTConfig
-from keras_pldt.kernels import SubpixelConv2D, SubpixelConv2DTranspose
+from keras_pldt.kernels import LeakyReLU, SubpixelConv2D, SubpixelConv2DTranspose
 
 KERNEL = 5
 
@@ -41,6 +41,15 @@ def _conv_layers(config: PLDTConfig):
     if config.subpixel_convs:
         return SubpixelConv2D, SubpixelConv2DTranspose
     return layers.Conv2D, layers.Conv2DTranspose
+
+
+def _leaky_relu_layer(config: PLDTConfig, portable: bool):
+    """LeakyReLU class: `kernels.LeakyReLU` (same values and gradients, a training graph that
+    grappler can fuse into the conv before it) unless the network must stay plain Keras
+    (`portable`: the converter without the sub-pixel kernels is saved as it is)."""
+    if portable and not config.subpixel_convs:
+        return layers.LeakyReLU
+    return LeakyReLU
 
 
 def _init(config: PLDTConfig):
@@ -138,6 +147,7 @@ def _conv_stack(
 ):
     """Table 1a layers 1-4: 5x5 stride-2 convs, BN from layer 2, LeakyReLU."""
     conv2d = _conv_layers(config)[0]
+    leaky_relu = _leaky_relu_layer(config, portable=not grouped)
     if widths is None:
         widths = stage_widths(config.image_size, config.base_filters)
     for i, filters in enumerate(widths):
@@ -155,7 +165,7 @@ def _conv_stack(
         x = conv(x)
         if i > 0:
             x = _batch_norm(config, f"bn{i + 1}", grouped)(x)
-        x = layers.LeakyReLU(config.leaky_slope, name=f"lrelu{i + 1}")(x)
+        x = leaky_relu(config.leaky_slope, name=f"lrelu{i + 1}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"dropout{i + 1}")(x)
     return x
@@ -175,7 +185,7 @@ def build_encoder(config: PLDTConfig) -> keras.Model:
         name="conv_code",
     )(x)
     x = _batch_norm(config, "bn_code")(x)
-    x = layers.LeakyReLU(config.leaky_slope, name="lrelu_code")(x)
+    x = _leaky_relu_layer(config, portable=True)(config.leaky_slope, name="lrelu_code")(x)
     code = layers.Flatten(name="code")(x)
     return keras.Model(inputs, code, name="encoder")
 

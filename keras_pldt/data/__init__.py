@@ -8,52 +8,57 @@ Entry points::
               steps_per_epoch=p.steps_per_epoch)
 
 See :mod:`keras_pldt.data.pipeline` for the batch format and the determinism contract.
+
+The names below are imported from their submodules on first use, so that importing the package
+(e.g. for ``python -m keras_pldt.data --help``) does not import TensorFlow.
 """
 
-from .lookbook import (
-    NAME_PATTERN,
-    DataError,
-    PairedDataset,
-    ParsedName,
-    Product,
-    decode_and_preprocess,
-    decode_and_preprocess_uint8,
-    decode_image,
-    load_pairs,
-    parse_name,
-    preprocess_image,
-    preprocess_image_uint8,
-)
-from .pipeline import Pipelines, SplitData, build_pipelines, make_splits, resolve_split
-from .verify import Issue, Report, check_image, verify_dataset
+from __future__ import annotations
+
+import importlib
+
+# name -> submodule that defines it
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "NAME_PATTERN",
+            "DataError",
+            "PairedDataset",
+            "ParsedName",
+            "Product",
+            "decode_and_preprocess",
+            "decode_and_preprocess_uint8",
+            "decode_image",
+            "load_pairs",
+            "parse_name",
+            "preprocess_image",
+            "preprocess_image_uint8",
+        ),
+        "lookbook",
+    ),
+    **dict.fromkeys(
+        ("Pipelines", "SplitData", "build_pipelines", "make_splits", "resolve_split"), "pipeline"
+    ),
+    **dict.fromkeys(("Issue", "Report", "check_image", "verify_dataset"), "verify"),
+}
 
 
-def load_split_arrays(pipelines: Pipelines, split: str, limit: int | None = None):
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+def load_split_arrays(pipelines, split: str, limit: int | None = None):
     """Numpy arrays (source, target, unassociated, product, pids) of a split of ``pipelines``."""
     return pipelines.load_split_arrays(split, limit)
 
 
-__all__ = [
-    "NAME_PATTERN",
-    "DataError",
-    "Issue",
-    "PairedDataset",
-    "ParsedName",
-    "Pipelines",
-    "Product",
-    "Report",
-    "SplitData",
-    "build_pipelines",
-    "check_image",
-    "decode_and_preprocess",
-    "decode_and_preprocess_uint8",
-    "decode_image",
-    "load_pairs",
-    "load_split_arrays",
-    "make_splits",
-    "parse_name",
-    "preprocess_image",
-    "preprocess_image_uint8",
-    "resolve_split",
-    "verify_dataset",
-]
+__all__ = sorted([*_LAZY, "load_split_arrays"])

@@ -9,13 +9,31 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .lookbook import DataError
+from .verify import MAX_SIDE, MIN_SIDE
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help unless the default is None/False or the help
+    already names its default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (
+            action.default is None
+            or action.default is False
+            or action.default == argparse.SUPPRESS
+            or "default" in text.lower()
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m keras_pldt.data",
         description="Dataset tools for keras_pldt (names PID<id>_CLEAN<0|1>_IID<id>.jpg).",
+        formatter_class=HelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
     v = sub.add_parser(
@@ -23,26 +41,30 @@ def _parser() -> argparse.ArgumentParser:
         help="check a dataset folder (or CSV manifest) and list problems with file names",
         description="Checks every image (decodes it), the names and the products. Exit status: "
         "0 no problem, 1 problems found (training skips them), 2 unusable input.",
+        formatter_class=HelpFormatter,
     )
     v.add_argument("data", help="dataset folder, or a CSV manifest with source,target columns")
-    v.add_argument("--min-side", type=int, default=8, help="smallest accepted side (px)")
-    v.add_argument("--max-side", type=int, default=20000, help="largest accepted side (px)")
+    v.add_argument("--min-side", type=int, default=MIN_SIDE, help="smallest accepted side (px)")
+    v.add_argument("--max-side", type=int, default=MAX_SIDE, help="largest accepted side (px)")
     v.add_argument("--quiet", action="store_true", help="print only the one-line summary")
     s = sub.add_parser(
         "synthetic",
         help="generate the synthetic LookBook",
         description="Renders a synthetic LookBook (tops on white + figures wearing them).",
+        formatter_class=HelpFormatter,
     )
     s.add_argument("out_dir", help="output folder (created)")
-    s.add_argument("--products", type=int, default=200, help="number of products (default 200)")
-    s.add_argument("--sources", type=int, default=8, help="person photos per product (default 8)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--image-size", type=int, default=64, help="image side in px (default 64)")
+    s.add_argument("--products", type=int, default=200, help="number of products")
+    s.add_argument("--sources", type=int, default=8, help="person photos per product")
+    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("--image-size", type=int, default=64, help="image side in px")
     return p
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    from .lookbook import DataError
+
     try:
         if args.command == "verify":
             from .verify import verify_dataset

@@ -14,10 +14,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from .lookbook import PairedDataset, load_pairs
+if TYPE_CHECKING:  # lookbook imports TensorFlow: imported where used
+    from .lookbook import PairedDataset
 
 __all__ = ["Issue", "Report", "verify_dataset", "check_image"]
 
@@ -42,7 +44,7 @@ class Report:
     """Result of :func:`verify_dataset`. ``bad_files`` are skipped by the pipelines."""
 
     root: str
-    num_files: int = 0
+    num_files: int = 0  # every image file found, misnamed ones included
     num_products: int = 0
     issues: list[Issue] = field(default_factory=list)
 
@@ -141,13 +143,15 @@ def verify_dataset(
     Raises :class:`DataError` when the folder is missing or holds no matching file at all; a
     dataset without any usable product gives a report with ``num_products == 0``.
     """
+    from .lookbook import PairedDataset, load_pairs
+
     if not isinstance(data, PairedDataset):
         data = load_pairs(data, manifest=manifest)
     report = Report(str(data.manifest or data.root))
     for path in data.unmatched:
         report.add("name", path, "name does not match PID<id>_CLEAN<0|1>_IID<id>.<jpg|png>")
     files = data.all_files()
-    report.num_files = len(files)
+    report.num_files = len(files) + len(set(data.unmatched) - set(files))
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(lambda f: check_image(f, min_side, max_side, max_pixels), files))
