@@ -22,14 +22,19 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Shows an option's default once: only when it has one and its help does not already
     say what it is."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text:
+        if (
+            action.default is None
+            or action.default is False
+            or action.default == []
+            or action.default == argparse.SUPPRESS
+            or "default" in text.lower()
+            or not action.option_strings
+        ):
             return text
-        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
-            return text + " (default: %(default)s)"
-        return text
+        return f"{text} (default: %(default)s)"

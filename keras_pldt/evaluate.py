@@ -475,30 +475,15 @@ def evaluate_run(
     return result
 
 
-class DefaultsFormatter(argparse.HelpFormatter):
-    """Adds "(default: X)" to an option's help unless the default is None/False or the help
-    already names its default."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if (
-            action.default is None
-            or action.default is False
-            or action.default == argparse.SUPPRESS
-            or "default" in text.lower()
-            or not action.option_strings
-        ):
-            return text
-        return f"{text} (default: %(default)s)"
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from keras_pldt.cli import HelpFormatter
+
     p = argparse.ArgumentParser(
         prog="python -m keras_pldt.evaluate",
         description="Evaluate a trained PLDT run as in Table 3 (RMSE, C-SSIM) plus relevance "
         "(retrieval top-k), sharpness and, on synthetic data, colour/category accuracy. Writes "
         "eval.json, eval.md and figure5.png into the run folder.",
-        formatter_class=DefaultsFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--run-dir", required=True, help="run folder made by python -m keras_pldt.train")
     src = p.add_mutually_exclusive_group()

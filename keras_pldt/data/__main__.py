@@ -9,24 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from keras_pldt.cli import HelpFormatter
+
 from .verify import MAX_SIDE, MIN_SIDE
-
-
-class HelpFormatter(argparse.HelpFormatter):
-    """Adds "(default: X)" to an option's help unless the default is None/False or the help
-    already names its default."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if (
-            action.default is None
-            or action.default is False
-            or action.default == argparse.SUPPRESS
-            or "default" in text.lower()
-            or not action.option_strings
-        ):
-            return text
-        return f"{text} (default: %(default)s)"
 
 
 def _parser() -> argparse.ArgumentParser:
