@@ -30,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from keras_pldt.run import RunFolder
+
 PAGE = Path(__file__).with_name("demo_page.html")
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 20.0
@@ -77,7 +79,7 @@ def find_config(model: Path, card: dict[str, Any] | None) -> dict[str, Any] | No
     if card is not None and isinstance(card.get("config"), dict):
         return card["config"]
     folder = model if model.is_dir() else model.parent
-    for path in (folder / "config.json", folder.parent / "config.json"):
+    for path in (RunFolder(folder).config_path, RunFolder(folder.parent).config_path):
         config = _read_json(path) if path.is_file() else None
         if config is not None:
             return config

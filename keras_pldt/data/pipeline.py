@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from keras_pldt.run import SPLIT
+
 from .lookbook import (
     FOLDER_SPLITS,
     DataError,
@@ -48,7 +50,7 @@ from .verify import Report, verify_dataset
 __all__ = ["Pipelines", "SplitData", "build_pipelines", "make_splits", "resolve_split"]
 
 AUTOTUNE = tf.data.AUTOTUNE
-SPLIT_FILE = "split.json"
+SPLIT_FILE = SPLIT  # the run folder's split file (keras_pldt.run)
 _EVAL_STREAM = 0x5EED_E7A1  # mixed into the seed for the fixed val/test negatives
 
 
