@@ -417,10 +417,14 @@ def _callbacks(config, pipelines, run: RunFolder, print_fn):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_tensorflow(args.verbose)
+    try:  # settings first: a bad one is refused before TensorFlow loads
+        config = resolve_config(args)
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from keras_pldt.data import DataError
 
     try:
-        config = resolve_config(args)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args, config)
         train(
             config,
