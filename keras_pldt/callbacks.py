@@ -60,7 +60,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self._global_train_batch = int(self.model.optimizer.iterations)
+        self._global_train_batch = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _log_epoch_metrics(self, epoch, logs):
         with tf.summary.record_if(True):
