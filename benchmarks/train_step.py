@@ -1,21 +1,32 @@
 """Images/s of one PLDT training step (Algorithm 1) against the PyTorch reference, side by side.
 
     python benchmarks/train_step.py [--widths 32,128] [--batch 32] [--size 64] [--steps 3]
-                                    [--rounds 2] [--precision float32|bfloat16] [--jit-compile]
-                                    [--threads N] [--curve STEPS]
+                                    [--rounds 2] [--precision float32|bfloat16|mixed_float16]
+                                    [--preset paper|robust|demo] [--jit-compile]
+                                    [--native-convs] [--threads N] [--curve STEPS]
 
-For each width, two persistent worker processes are started and warmed up (tracing, first
+For each width, persistent worker processes are started and warmed up (tracing, first
 step): ours (`PLDT.train_step` through `model.fit` on a cached, repeated, prefetched tf.data of
 random tensors in [-1, 1]) and the reference (the step of `shared/bench/torch_pldt.py`, its
 networks imported from that file, the step copied verbatim), both with the same thread count.
 Then they are timed alternately, `--rounds` times `--steps` steps each (ours, ref, ours, ref,
 ...), so machine noise hits both alike; the best round of each is reported (the median too).
 
+`--preset` picks the recipe of our step (`paper` by default; `robust` adds spectral norm,
+DiffAugment, feature matching, source augmentation and resize upsampling). For a preset other
+than `paper` a third worker runs our paper step at the same width, alternating with the
+others, and the row adds the preset's step time relative to the paper's (`step_vs_paper`).
+`--native-convs` turns off the sub-pixel stride-2 kernels (`subpixel_convs`).
+
 Printed per width: images/s of each and the ratio ours/reference; the step's FLOPs (analytic,
-from the layer shapes: 3x forward for every forward+backward pass the step makes) and the
+from the layer shapes of the paper step: 3x forward for every forward+backward pass it makes;
+resize upsampling counted, the extra discriminator passes of feature matching not) and the
 achieved GFLOP/s and fraction of the machine's fp32 peak; the peak RSS of each worker.
-Results are merged into `benchmarks/results/train_step.json` (keyed by precision and width),
-with the machine description.
+Results are merged into `benchmarks/results/train_step.json` (keyed by precision, options and
+width), with the machine description (CPU flags included).
+
+The timing functions (`ours_step`, `reference_step`, `Worker`) are shared with
+`benchmarks/gpu_check.py`.
 
 `--curve STEPS` instead trains the converter on the toy transfer problem of `tests/toy.py` for
 STEPS steps in float32 and in the `--precision` policy from the same initial weights and prints
@@ -72,6 +83,7 @@ def machine() -> dict:
         "amx_bf16": "amx_bf16" in flags,
         "fp32_peak_gflops": round(peak, 1),
         "python": platform.python_version(),
+        "cpu_flags": sorted(flags),
     }
 
 
@@ -79,8 +91,11 @@ def _conv_macs(out_hw: int, out_c: int, k: int, in_c: int) -> int:
     return out_hw * out_hw * out_c * k * k * in_c
 
 
-def network_macs(width: int, size: int, code: int = 64) -> dict[str, int]:
-    """Forward multiply-accumulates per image of the converter, D_R and D_A (Table 1)."""
+def network_macs(
+    width: int, size: int, code: int = 64, upsampling: str = "transposed"
+) -> dict[str, int]:
+    """Forward multiply-accumulates per image of the converter, D_R and D_A (Table 1); with
+    `upsampling="resize"` each decoder stage is a 5x5 conv at the doubled size (4x the MACs)."""
     from keras_pldt.networks import stage_widths
 
     widths = stage_widths(size, width)
@@ -99,7 +114,7 @@ def network_macs(width: int, size: int, code: int = 64) -> dict[str, int]:
     chans = list(reversed(widths[:-1])) + [3]
     c = widths[-1]
     for f in chans:  # transposed conv: each input pixel scatters k*k*f outputs
-        dec += _conv_macs(hw, c, 5, f)
+        dec += _conv_macs(hw, c, 5, f) * (4 if upsampling == "resize" else 1)
         hw, c = hw * 2, f
     d_r, c = stack(3)
     d_a, _ = stack(6)
@@ -108,13 +123,13 @@ def network_macs(width: int, size: int, code: int = 64) -> dict[str, int]:
     return {"converter": enc + dec, "real_fake": d_r, "domain": d_a}
 
 
-def step_flops(width: int, size: int, batch: int) -> float:
+def step_flops(width: int, size: int, batch: int, upsampling: str = "transposed") -> float:
     """FLOPs of one train step: every network pass as 3x its forward (forward + backward).
 
     Converter fwd+bwd; D_R on real and fake (its update) and on fake again (converter's update);
     D_A on 3 pairings (its update) and on the generated pair again (converter's update).
     """
-    m = network_macs(width, size)
+    m = network_macs(width, size, upsampling=upsampling)
     passes = m["converter"] + 3 * m["real_fake"] + 4 * m["domain"]
     return 2.0 * 3.0 * passes * batch
 
@@ -127,31 +142,35 @@ def _set_threads(n: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def _ours(args):
-    """A warmed-up `run(n)` timing n steps of `model.fit` on a cached random tf.data."""
-    _set_threads(args.threads)
-    import keras
-    import tensorflow as tf
+def step_config(args, width: int, preset: str | None = None):
+    """The `PLDTConfig` of our timed step: `preset` (default `args.preset`) at `width`."""
+    from keras_pldt.config import get_preset
 
-    from keras_pldt.config import PLDTConfig
-    from keras_pldt.model import PLDT
-
-    keras.mixed_precision.set_global_policy(
-        "mixed_bfloat16" if args.precision == "bfloat16" else "float32"
-    )
-    keras.utils.set_random_seed(0)
-    cfg = PLDTConfig(
+    return get_preset(
+        preset or args.preset,
         image_size=args.size,
-        base_filters=args.width,
+        base_filters=width,
         batch_size=args.batch,
         precision=args.precision,
         jit_compile=args.jit_compile,
+        subpixel_convs=not args.native_convs,
     )
-    model = PLDT(cfg)
-    if args.separate_calls:
+
+
+def ours_step(config, separate_calls: bool = False):
+    """A warmed-up `run(n)` timing n steps of `model.fit` of `PLDT(config)` on a cached random
+    tf.data (the model's precision and XLA setting are the config's)."""
+    import keras
+    import tensorflow as tf
+
+    from keras_pldt.model import PLDT
+
+    keras.utils.set_random_seed(0)
+    model = PLDT(config)
+    if separate_calls:
         model.fuse_discriminator_calls = False
     model.compile()
-    shape = (args.batch, args.size, args.size, 3)
+    shape = (config.batch_size, config.image_size, config.image_size, 3)
     rand = lambda: tf.random.uniform(shape, -1.0, 1.0, seed=None)  # noqa: E731
     batch = {"source": rand(), "target": rand(), "unassociated": rand()}
     ds = tf.data.Dataset.from_tensors(batch).cache().repeat().prefetch(2)
@@ -165,26 +184,34 @@ def _ours(args):
     return run
 
 
-def _reference(args):
-    """The reference's step (copied from torch_pldt.py) on its own networks, warmed up."""
+def _ours(args):
+    _set_threads(args.threads)
+    return ours_step(step_config(args, args.width, args.worker_preset), args.separate_calls)
+
+
+def reference_step(width: int, batch: int, size: int, device: str = "cpu", amp: bool = False):
+    """The reference's step (copied from torch_pldt.py) on its own networks, warmed up: a
+    `run(n)` timing n steps. On `device="cuda"`, `amp` runs it under float16 autocast with a
+    gradient scaler per network (PyTorch's automatic mixed precision)."""
     import importlib.util
 
     import torch
     from torch import nn
 
-    torch.set_num_threads(args.threads)
     spec = importlib.util.spec_from_file_location("torch_pldt", REFERENCE)
     ref = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ref)
     torch.manual_seed(0)
-    conv = nn.Sequential(ref.encoder(3, 64, args.width, True), ref.decoder(args.width))
-    dr, da = ref.encoder(3, 1, args.width, False), ref.encoder(6, 1, args.width, False)
+    dev = torch.device(device)
+    conv = nn.Sequential(ref.encoder(3, 64, width, True), ref.decoder(width)).to(dev)
+    dr = ref.encoder(3, 1, width, False).to(dev)
+    da = ref.encoder(6, 1, width, False).to(dev)
     opt = lambda m: torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999))  # noqa: E731
     oc, orr, oa = opt(conv), opt(dr), opt(da)
     bce = nn.BCEWithLogitsLoss()
-    B, S = args.batch, args.size
-    src, tgt, neg = (torch.rand(B, 3, S, S) * 2 - 1 for _ in range(3))
-    ones, zeros = torch.ones(B, 1), torch.zeros(B, 1)
+    B, S = batch, size
+    src, tgt, neg = (torch.rand(B, 3, S, S, device=dev) * 2 - 1 for _ in range(3))
+    ones, zeros = torch.ones(B, 1, device=dev), torch.zeros(B, 1, device=dev)
 
     def step():  # verbatim from torch_pldt.py
         fake = conv(src)
@@ -206,15 +233,57 @@ def _reference(args):
         oc.step()
         return lr.item(), la.item(), lg.item()
 
-    step()
+    scalers = [torch.amp.GradScaler("cuda") for _ in range(3)] if amp else None
+
+    def amp_step():  # the same step under autocast, each loss scaled for its own optimizer
+        autocast = lambda: torch.autocast("cuda", dtype=torch.float16)  # noqa: E731
+        s_r, s_a, s_c = scalers
+        with autocast():
+            fake = conv(src)
+            lr = bce(dr(tgt), ones) + bce(dr(fake.detach()), zeros)
+        orr.zero_grad()
+        s_r.scale(lr).backward()
+        s_r.step(orr)
+        s_r.update()
+        with autocast():
+            la = (
+                bce(da(torch.cat([src, tgt], 1)), ones)
+                + bce(da(torch.cat([src, neg], 1)), zeros)
+                + bce(da(torch.cat([src, fake.detach()], 1)), zeros)
+            )
+        oa.zero_grad()
+        s_a.scale(la).backward()
+        s_a.step(oa)
+        s_a.update()
+        with autocast():
+            lg = 0.5 * bce(dr(fake), ones) + 0.5 * bce(da(torch.cat([src, fake], 1)), ones)
+        oc.zero_grad()
+        s_c.scale(lg).backward()
+        s_c.step(oc)
+        s_c.update()
+        return lr.item(), la.item(), lg.item()
+
+    one = amp_step if amp else step
+    one()
 
     def run(n):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         t = time.perf_counter()
         for _ in range(n):
-            step()
+            one()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         return time.perf_counter() - t
 
     return run
+
+
+def _reference(args):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    return reference_step(args.width, args.batch, args.size, args.device, args.amp)
 
 
 def worker(args) -> None:
@@ -232,13 +301,35 @@ def worker(args) -> None:
 
 
 class Worker:
-    def __init__(self, kind: str, args, width: int):
-        cmd = [sys.executable, __file__, "--worker", kind, "--width", str(width)]
+    """A persistent `--worker` process (`kind` "ours" or "torch") at `width`, started with the
+    options of `args`; `run(n)` times n steps in it. With `wait=False` the constructor returns
+    at once (start several, then `wait_ready()` each)."""
+
+    def __init__(
+        self,
+        kind: str,
+        args,
+        width: int,
+        preset: str | None = None,
+        python: str | None = None,
+        env: dict | None = None,
+        wait: bool = True,
+    ):
+        cmd = [python or sys.executable, __file__, "--worker", kind, "--width", str(width)]
         cmd += ["--batch", str(args.batch), "--size", str(args.size)]
         cmd += ["--threads", str(args.threads), "--precision", args.precision]
+        cmd += ["--worker-preset", preset or args.preset]
         cmd += ["--jit-compile"] if args.jit_compile else []
         cmd += ["--separate-calls"] if args.separate_calls else []
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        cmd += ["--native-convs"] if args.native_convs else []
+        cmd += ["--device", args.device] + (["--amp"] if args.amp else [])
+        self.p = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
         self._expect("ready")
 
     def _expect(self, word: str) -> str:
@@ -252,24 +343,39 @@ class Worker:
         self.p.stdin.flush()
         return float(self._expect("time"))
 
-    def close(self) -> float:
+    def close(self, wait: bool = True) -> float:
+        """Ends the worker; returns its peak RSS (MB). `wait=False` kills it once it has
+        reported (TensorFlow's own shutdown can take seconds)."""
         self.p.stdin.write("quit\n")
         self.p.stdin.flush()
         rss = float(self._expect("rss_mb"))
+        if not wait:
+            self.p.kill()
         self.p.wait()
         return rss
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
 
 
 # ---------------------------------------------------------------------------- comparisons
 def bench_width(args, width: int, mach: dict) -> dict:
     ours = Worker("ours", args, width)
+    paper = Worker("ours", args, width, preset="paper") if args.preset != "paper" else None
     ref = Worker("torch", args, width)
-    t_ours, t_ref = [], []
+    t_ours, t_paper, t_ref = [], [], []
     for _ in range(args.rounds):
         t_ours.append(ours.run(args.steps) / args.steps)
+        if paper is not None:
+            t_paper.append(paper.run(args.steps) / args.steps)
         t_ref.append(ref.run(args.steps) / args.steps)
     rss_ours, rss_ref = ours.close(), ref.close()
-    flops = step_flops(width, args.size, args.batch)
+    if paper is not None:
+        paper.close()
+    upsampling = step_config(args, width).upsampling
+    flops = step_flops(width, args.size, args.batch, upsampling)
     best_o, best_r = min(t_ours), min(t_ref)
     ips_o, ips_r = args.batch / best_o, args.batch / best_r
     gf_o, gf_r = flops / best_o / 1e9, flops / best_r / 1e9
@@ -278,8 +384,10 @@ def bench_width(args, width: int, mach: dict) -> dict:
         "width": width,
         "batch": args.batch,
         "image_size": args.size,
+        "preset": args.preset,
         "precision": args.precision,
         "jit_compile": args.jit_compile,
+        "subpixel_convs": not args.native_convs,
         "fused_discriminator_calls": not args.separate_calls,
         "threads": args.threads,
         "steps_per_round": args.steps,
@@ -298,17 +406,37 @@ def bench_width(args, width: int, mach: dict) -> dict:
         "ours_peak_rss_mb": rss_ours,
         "reference_peak_rss_mb": rss_ref,
     }
+    vs_paper = ""
+    if t_paper:
+        row["paper_step_s"] = [round(t, 4) for t in t_paper]
+        row["step_vs_paper"] = round(best_o / min(t_paper), 3)
+        row["step_vs_paper_median"] = round(
+            statistics.median(t_ours) / statistics.median(t_paper), 3
+        )
+        vs_paper = (
+            f"\n    {args.preset} step / paper step {row['step_vs_paper']:.3f} "
+            f"(median {row['step_vs_paper_median']:.3f}); paper step_s {row['paper_step_s']}"
+        )
     print(
-        f"width {width:4d} B={args.batch} {args.size}px {args.precision:8s} "
+        f"width {width:4d} B={args.batch} {args.size}px {args.preset} {args.precision:8s} "
         f"ours {ips_o:7.2f} img/s  ref(fp32 torch) {ips_r:7.2f} img/s  "
         f"ratio {row['ratio_best']:.3f} (median {row['ratio_median']:.3f})\n"
         f"    step {flops / 1e9:.1f} GFLOP: ours {gf_o:.1f} GFLOP/s = {gf_o / peak:.1%} of peak, "
         f"ref {gf_r:.1f} GFLOP/s = {gf_r / peak:.1%}; peak RSS ours {rss_ours:.0f} MB, "
         f"ref {rss_ref:.0f} MB\n    ours step_s {row['ours_step_s']}  ref step_s "
-        f"{row['reference_step_s']}",
+        f"{row['reference_step_s']}{vs_paper}",
         flush=True,
     )
     return row
+
+
+def run_key(args, width: int) -> str:
+    """The row's key in the results: precision, options, width."""
+    key = args.precision + ("-xla" if args.jit_compile else "")
+    key += "" if args.preset == "paper" else f"-{args.preset}"
+    key += "-native" if args.native_convs else ""
+    key += "-separate" if args.separate_calls else ""
+    return key + f"/width{width}"
 
 
 def curve(args) -> dict:
@@ -316,7 +444,6 @@ def curve(args) -> dict:
     _set_threads(args.threads)
     sys.path.insert(0, str(ROOT / "tests"))
     import keras
-    import numpy as np
     from toy import toy_dataset
 
     from keras_pldt.config import PLDTConfig
@@ -324,9 +451,6 @@ def curve(args) -> dict:
 
     curves = {}
     for precision in ("float32", args.precision):
-        keras.mixed_precision.set_global_policy(
-            "mixed_bfloat16" if precision == "bfloat16" else "float32"
-        )
         keras.utils.set_random_seed(0)
         cfg = PLDTConfig(image_size=32, base_filters=16, batch_size=16, precision=precision)
         model = PLDT(cfg)
@@ -336,32 +460,47 @@ def curve(args) -> dict:
         )
         curves[precision] = [round(float(v), 4) for v in hist.history["rmse"]]
         keras.backend.clear_session()
-        _ = np
-    keras.mixed_precision.set_global_policy("float32")
     print(f"toy problem, rmse per {args.curve // 10} steps (epoch means):")
     for name, values in curves.items():
         print(f"  {name:9s} " + " ".join(f"{v:.3f}" for v in values))
     return {"steps": args.curve, "rmse_per_epoch": curves}
 
 
-def main(argv=None) -> None:
+PRECISIONS = ("float32", "bfloat16", "mixed_float16")
+PRESETS = ("paper", "robust", "demo")
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--widths", default="32,128")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--widths", default="32,128", help="base widths, comma-separated")
+    ap.add_argument("--batch", type=int, default=32, help="batch size")
+    ap.add_argument("--size", type=int, default=64, help="image side (px)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per round")
     ap.add_argument("--rounds", type=int, default=2, help="alternating timing rounds")
-    ap.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    ap.add_argument("--precision", choices=PRECISIONS, default="float32", help="our precision")
+    ap.add_argument("--preset", choices=PRESETS, default="paper", help="recipe of our step")
     ap.add_argument("--jit-compile", action="store_true", help="XLA (slow on CPU, not default)")
+    ap.add_argument(
+        "--native-convs", action="store_true", help="TensorFlow's stride-2 convs (no sub-pixel)"
+    )
     ap.add_argument(
         "--separate-calls", action="store_true", help="ours without fused D calls (A/B)"
     )
-    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument(
+        "--threads", type=int, default=len(os.sched_getaffinity(0)), help="CPU threads of each"
+    )
     ap.add_argument("--curve", type=int, default=0, help="toy-problem RMSE curves, STEPS")
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--out", default=str(RESULTS), help="results file (merged)")
     ap.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
     ap.add_argument("--width", type=int, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    ap.add_argument("--worker-preset", choices=PRESETS, help=argparse.SUPPRESS)
+    ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)  # the reference's
+    ap.add_argument("--amp", action="store_true", help=argparse.SUPPRESS)  # the reference's
+    return ap
+
+
+def main(argv=None) -> None:
+    args = parser().parse_args(argv)
     if args.worker:
         return worker(args)
 
@@ -382,8 +521,7 @@ def main(argv=None) -> None:
         results["curve_" + args.precision] = curve(args)
     else:
         for width in [int(w) for w in args.widths.split(",") if w]:
-            key = args.precision + ("-xla" if args.jit_compile else "")
-            key += ("-separate" if args.separate_calls else "") + f"/width{width}"
+            key = run_key(args, width)
             runs[key] = bench_width(args, width, mach)
             runs[key]["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     out.parent.mkdir(parents=True, exist_ok=True)

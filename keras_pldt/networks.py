@@ -121,6 +121,18 @@ def batch_norm_groups(model: keras.Model, groups: int):
             layer.groups = 1
 
 
+def _spectral_norm(layer, name: str):
+    """Keras' `SpectralNormalization` around `layer`, its power iteration in the variables'
+    dtype under a mixed policy. The wrapper writes the normalised kernel back into the float32
+    master weights on every training call: computed in float16 or bfloat16 it rounds them to
+    that precision each time (Adam's small updates are lost) and, in float16, a narrow layer's
+    vector norms underflow and the kernel turns NaN. The wrapped layer still computes in the
+    policy's compute dtype."""
+    policy = keras.mixed_precision.global_policy()
+    dtype = policy.variable_dtype if policy.compute_dtype != policy.variable_dtype else policy
+    return layers.SpectralNormalization(layer, name=name, dtype=dtype)
+
+
 def _batch_norm(config: PLDTConfig, name: str, grouped: bool = False):
     # PyTorch/DCGAN statistics (momentum 0.1 there is 0.9 here); gamma ~ N(1, 0.02) as in DCGAN.
     # Under tf.distribute with several replicas, statistics are synchronised across replicas so
@@ -161,7 +173,7 @@ def _conv_stack(
             name=f"conv{i + 1}",
         )
         if spectral_norm:
-            conv = layers.SpectralNormalization(conv, name=f"sn_conv{i + 1}")
+            conv = _spectral_norm(conv, f"sn_conv{i + 1}")
         x = conv(x)
         if i > 0:
             x = _batch_norm(config, f"bn{i + 1}", grouped)(x)
@@ -257,7 +269,7 @@ def _build_discriminator(
     out = dict(kernel_size=3, padding="same") if patches else dict(kernel_size=4, padding="valid")
     conv = layers.Conv2D(1, **out, kernel_initializer=_init(config), name="conv_out")
     if config.spectral_norm:
-        conv = layers.SpectralNormalization(conv, name="sn_conv_out")
+        conv = _spectral_norm(conv, "sn_conv_out")
     x = conv(x)
     logit = layers.Flatten(dtype="float32", name="logit")(x)
     return keras.Model(inputs, logit, name=name)

@@ -143,3 +143,27 @@ def test_patch_real_fake_discriminator_judges_local_patches(size):
     moved = np.abs(logits - d_r(x).numpy()).reshape(8, 8) > rounding
     assert moved[0, 0] and not moved[-1, -1] and moved.sum() < 64
     assert build_domain_discriminator(cfg).output_shape == (None, 1)  # D_A stays global
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "bfloat16"])
+def test_spectral_norm_keeps_float32_master_weights_under_mixed_precision(precision):
+    from keras_pldt.model import POLICIES, precision_policy
+
+    cfg = PLDTConfig(image_size=16, base_filters=8, spectral_norm=True, precision=precision)
+    with precision_policy(precision):
+        d_r = build_real_fake_discriminator(cfg)
+    compute = keras.mixed_precision.Policy(POLICIES[precision]).compute_dtype
+    wrappers = [la for la in d_r.layers if isinstance(la, keras.layers.SpectralNormalization)]
+    assert wrappers
+    for sn in wrappers:  # the power iteration in float32, the conv itself in the compute dtype
+        assert (sn.compute_dtype, sn.layer.compute_dtype) == ("float32", compute)
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 16, 16, 3)).astype("float32")
+    for _ in range(3):
+        logits = keras.ops.convert_to_numpy(d_r(x, training=True))  # writes the kernels
+    assert np.all(np.isfinite(logits))
+    kernels = [keras.ops.convert_to_numpy(sn.layer.kernel) for sn in wrappers]
+    assert all(k.dtype == np.float32 and np.all(np.isfinite(k)) for k in kernels)
+    rounded = [
+        keras.ops.convert_to_numpy(keras.ops.cast(k, compute)).astype("float32") for k in kernels
+    ]
+    assert any(np.any(r != k) for r, k in zip(rounded, kernels, strict=True))  # not rounded
