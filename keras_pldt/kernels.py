@@ -21,11 +21,13 @@ otherwise.
 `leaky_relu` (layer `LeakyReLU`) is `tf.nn.leaky_relu` whose gradient reads the activation's
 *output* instead of its input (the same values: for a slope >= 0 the output is positive exactly
 where the input is). With TensorFlow's own gradient, a conv's BiasAdd feeds both the LeakyRelu
-and its LeakyReluGrad; grappler's oneDNN remapper (on by default on AVX-512 CPUs, or with
-`TF_ENABLE_ONEDNN_OPTS=1`) still fuses Conv2D + BiasAdd + LeakyRelu, deletes the BiasAdd the
-gradient reads and aborts the whole remapper pass of the training graph ("remapper failed:
-... fanout '.../LeakyReluGrad' exist for missing node '.../BiasAdd'"). Reading the output leaves
-the BiasAdd one consumer, so the conv + bias + LeakyReLU fusion is valid and kept.
+and its LeakyReluGrad. Grappler's remapper with oneDNN (TensorFlow's default on CPUs with
+AVX512_VNNI, AVX512_BF16 or AMX; `TF_ENABLE_ONEDNN_OPTS=1` elsewhere) fuses Conv2D + BiasAdd
+into a `_FusedConv2D` under the BiasAdd's name, then that node + LeakyRelu, deleting the node
+the gradient reads: the whole remapper pass of the training graph is then dropped ("remapper
+failed: ... fanout '.../LeakyReluGrad' exist for missing node '.../BiasAdd'"), every fusion of
+that graph with it. Reading the output leaves the BiasAdd one consumer, so Conv2D + BiasAdd +
+LeakyRelu fuses in one valid step and the pass is kept.
 """
 
 from __future__ import annotations
