@@ -255,22 +255,49 @@ def nn_pixel_baseline(evalset: EvalSet, train: TrainingSet) -> np.ndarray:
     return train.targets[[first[int(train.source_product[j])] for j in nearest]]
 
 
-def dd_retrieval_baseline(model, evalset: EvalSet, train: TrainingSet, batch: int = 512):
-    """Table 2's "Retrieval by DD-score": for each source the training product image with the
-    highest D_A(source, image) score."""
+def dd_scores(model, source01: np.ndarray, candidates01: np.ndarray, batch: int = 512):
+    """float32 [N, M]: D_A's logit "associated" for every (source, candidate target) pair, in
+    inference mode (batch norm's moving statistics, the spectral-normalised kernels as saved, no
+    DiffAugment); images in [0, 1], paired as in training (source, then target, on channels)."""
     d_a = model.domain_discriminator
     if d_a is None:
         raise EvalError("retrieval by DD-score needs a run with a domain discriminator (rf+dd)")
-    src = evalset.source * 2.0 - 1.0
-    cand = train.targets * 2.0 - 1.0
+    src = np.asarray(source01, np.float32) * 2.0 - 1.0
+    cand = np.asarray(candidates01, np.float32) * 2.0 - 1.0
     n, m = len(src), len(cand)
     si, ci = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
     scores = np.empty(n * m, np.float32)
     for s in range(0, n * m, batch):
         sl = slice(s, s + batch)
-        pair = np.concatenate([src[si[sl]], cand[ci[sl]]], axis=-1).astype(np.float32)
+        pair = np.concatenate([src[si[sl]], cand[ci[sl]]], axis=-1)
         scores[sl] = np.asarray(d_a(pair, training=False), np.float32).reshape(-1)
-    return train.targets[scores.reshape(n, m).argmax(1)]
+    return scores.reshape(n, m)
+
+
+def dd_retrieval_baseline(model, evalset: EvalSet, train: TrainingSet, batch: int = 512):
+    """Table 2's "Retrieval by DD-score": for each source the training product image with the
+    highest D_A(source, image) score (`dd_scores`)."""
+    scores = dd_scores(model, evalset.source, train.targets, batch)
+    return train.targets[scores.argmax(1)]
+
+
+def dd_diagnostics(model, evalset: EvalSet, retrieved: np.ndarray) -> dict:
+    """Extra keys of the DD-score row, which tell a D_A that judges association from one that
+    judges only how its candidate looks:
+
+    * ``dd_unique_retrievals``: how many different images the retrieval returned (1 when the
+      candidate's own score outweighs the source for every source);
+    * ``dd_split_top1`` / ``dd_split_top5``: top-k of the true product when D_A's scores rank the
+      evaluated split's products (each by its best-scored image) for each source; chance k / P.
+    """
+    flat = np.asarray(retrieved).reshape(len(retrieved), -1)
+    scores = dd_scores(model, evalset.source, evalset.targets)
+    distance = M.product_distances(-scores, evalset.target_product, evalset.num_products)
+    return {
+        "dd_unique_retrievals": int(len(np.unique(flat, axis=0))),
+        "dd_split_top1": M.retrieval_topk(distance, evalset.product, 1),
+        "dd_split_top5": M.retrieval_topk(distance, evalset.product, 5),
+    }
 
 
 # ----------------------------------------------------------------------------- output
@@ -410,11 +437,14 @@ def shared_products(pipelines, split: str) -> int:
     return len(set(pipelines.splits[split].pids) & set(pipelines.splits["train"].pids))
 
 
+DD_ROW = "Retrieval by DD-score"
+
+
 def reference_rows(evalset: EvalSet, train: TrainingSet, dd_model=None) -> dict[str, np.ndarray]:
     """Outputs of the methods that need no converter: label -> images [N] in [0, 1]."""
     out = {}
     if dd_model is not None:
-        out["Retrieval by DD-score"] = dd_retrieval_baseline(dd_model, evalset, train)
+        out[DD_ROW] = dd_retrieval_baseline(dd_model, evalset, train)
     out["NN pixel retrieval"] = nn_pixel_baseline(evalset, train)
     out["Mean target"] = mean_target_baseline(evalset, train)
     if evalset.attributes:
@@ -449,6 +479,8 @@ def evaluate_run(
         dd_model = dd_model if dd_model.domain_discriminator is not None else None
         outputs.update(reference_rows(evalset, load_training_set(pipelines), dd_model))
     rows = [{"method": k, **score_images(v, evalset)} for k, v in outputs.items()]
+    if DD_ROW in outputs:
+        rows[list(outputs).index(DD_ROW)].update(dd_diagnostics(dd_model, evalset, outputs[DD_ROW]))
     info = {
         "run_dir": str(run_dir),
         "data": data,
