@@ -58,6 +58,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A run folder's JSON file, None when absent; RunError naming it when unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise RunError(f"cannot read {path}: {e}") from None
+
+
 def write_history_csv(path: str | Path, history: list[dict]) -> None:
     """`history` (one dict per epoch) as CSV, columns in first-seen order."""
     keys: list[str] = []
@@ -104,12 +114,7 @@ class RunFolder:
     # ------------------------------------------------------------------ config
     def saved(self) -> dict[str, Any] | None:
         """config.json as written (config fields plus data and versions), or None."""
-        if not self.config_path.is_file():
-            return None
-        try:
-            return json.loads(self.config_path.read_text())
-        except (OSError, ValueError) as e:
-            raise RunError(f"cannot read {self.config_path}: {e}") from None
+        return _read_json(self.config_path)
 
     def config(self) -> PLDTConfig:
         """The run's PLDTConfig; RunError when the folder is not a run."""
@@ -189,12 +194,7 @@ class RunFolder:
 
     # ------------------------------------------------------------------ split
     def read_split(self) -> dict[str, Any] | None:
-        if not self.split_path.is_file():
-            return None
-        try:
-            return json.loads(self.split_path.read_text())
-        except (OSError, ValueError) as e:
-            raise RunError(f"cannot read {self.split_path}: {e}") from None
+        return _read_json(self.split_path)
 
     def write_split(self, record: dict[str, Any]) -> None:
         """split.json, unless the run has one (a run's split never changes)."""
@@ -204,12 +204,7 @@ class RunFolder:
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any] | None:
         """checkpoints/state.json: last completed epoch, its weights file, history, best."""
-        if not self.state_path.is_file():
-            return None
-        try:
-            return json.loads(self.state_path.read_text())
-        except (OSError, ValueError) as e:
-            raise RunError(f"cannot read {self.state_path}: {e}") from None
+        return _read_json(self.state_path)
 
     def completed_epochs(self) -> int:
         state = self.state()
