@@ -29,7 +29,13 @@ ROBUST_AT_2E4_NO_SRCAUG = {**ROBUST_AT_2E4, "source_augment": ""}
 #: regulariser ablation.
 ROBUST_AT_2E4_TRANSPOSED = {**ROBUST_AT_2E4_NO_SRCAUG, "upsampling": "transposed"}
 
+#: The `robust` preset's switches as they are (Adam at 5e-4, then 5e-5).
+ROBUST_AT_5E4 = {**ROBUST_AT_2E4, "learning_rate": 5e-4, "decay_learning_rate": 5e-5}
+
 METHODS = {
+    # D_A's batch norm over the associated, unassociated and generated pairs of an update as
+    # one batch (its update and the converter's view of it), instead of one batch per pairing.
+    "robust+jointDA": {**ROBUST_AT_5E4, "joint_domain_batch": True},
     # The preset at 2e-4, and without its source augmentation.
     "robust(lr2e-4)": ROBUST_AT_2E4,
     "robust(no-srcaug)": ROBUST_AT_2E4_NO_SRCAUG,

@@ -61,6 +61,7 @@ class PLDTConfig:
     real_fake_patches: bool = False
     r1_weight: float = 0.0
     discriminator_dropout: float = 0.0
+    joint_domain_batch: bool = False  # D_A's batch norm sees an update's pairings as one batch
     # augmentation
     diff_augment: str = ""  # DiffAugment of what the discriminators see: color,translation,cutout
     source_augment: str = ""  # random views of the training sources: flip,crop,rotate,light
@@ -168,9 +169,8 @@ class PLDTConfig:
             for name in DISCRIMINATOR_SWITCHES:
                 reasons[name] = f"variant {self.variant!r} trains no discriminator"
         elif not self.uses_domain:
-            reasons["feature_matching_weight"] = (
-                f"variant {self.variant!r} has no domain discriminator D_A to match"
-            )
+            for name in ("feature_matching_weight", "joint_domain_batch"):
+                reasons[name] = f"variant {self.variant!r} has no domain discriminator D_A"
         if not self.reconstruction_weight:
             reasons["reconstruction_lowpass"] = "reconstruction_weight is 0 (no L1 term)"
         return {k: why for k, why in reasons.items() if getattr(self, k) != _DEFAULTS[k]}
@@ -240,7 +240,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "ssim_weight", "gradient_weight", "frequency_weight", "feature_matching_weight",
         "identity_weight",
     ),
-    "discriminators": ("spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout"),
+    "discriminators": (
+        "spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout",
+        "joint_domain_batch",
+    ),
     "augmentation": ("diff_augment", "source_augment"),
     "schedule": (
         "batch_size", "learning_rate", "beta_1", "beta_2", "epochs", "decay_epochs",
@@ -255,6 +258,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 DISCRIMINATOR_SWITCHES = (
     "adversarial_loss", "feature_matching_weight", "spectral_norm", "real_fake_patches",
     "r1_weight", "discriminator_dropout", "diff_augment", "discriminator_lr_multiplier",
+    "joint_domain_batch",
 )  # fmt: skip
 #: The converter's pixel terms beside the adversarial ones (Table 2's C+MSE has none of them).
 PIXEL_TERMS = ("reconstruction_weight", "ssim_weight", "gradient_weight", "frequency_weight")

@@ -300,7 +300,9 @@ class PLDT(keras.Model):
                 lambda: self._domain_terms(source, target, unassociated, fake, True),
             )
         logs["converter"] = self._update(
-            "converter", lambda: self._converter_objective(source, target, generated, True), tape
+            "converter",
+            lambda: self._converter_objective(source, target, generated, True, unassociated),
+            tape,
         )
         self._update_ema()
         return self._track(generated, target, **logs)
@@ -354,28 +356,33 @@ class PLDT(keras.Model):
 
         The sub-batches are stacked on the batch axis and batch norm normalises each apart
         (`batch_norm_groups`), so the losses, gradients and moving statistics are those of
-        separate calls in order (the paper's math), with fewer, larger convolutions. Off with
-        spectral norm (one power iteration per call) and synchronised multi-replica batch norm.
+        separate calls in order (the paper's math), with fewer, larger convolutions; spectral
+        norm then makes one power iteration per update instead of one per call. Off with
+        synchronised multi-replica batch norm.
         """
         if self._fuse is None:
-            return (
-                not self.config.spectral_norm
-                and tf.distribute.get_strategy().num_replicas_in_sync == 1
-            )
+            return tf.distribute.get_strategy().num_replicas_in_sync == 1
         return self._fuse
 
     @fuse_discriminator_calls.setter
     def fuse_discriminator_calls(self, value: bool | None) -> None:
         self._fuse = value
 
-    def _discriminate(self, discriminator, inputs, training: bool):
-        """Logits of `discriminator` for each batch in `inputs`, as separate calls would give."""
-        if len(inputs) == 1 or not self.fuse_discriminator_calls:
+    def _discriminate(self, discriminator, inputs, training: bool, joint: bool = False):
+        """Outputs of `discriminator` for each batch in `inputs`: as separate calls would
+        give, or with `joint` as one batch (batch norm's statistics over all of them)."""
+        if len(inputs) == 1 or not (joint or self.fuse_discriminator_calls):
             return [discriminator(x, training=training) for x in inputs]
-        with batch_norm_groups(discriminator, len(inputs)):
-            stacked = tf.concat([tf.cast(x, discriminator.compute_dtype) for x in inputs], 0)
-            logits = discriminator(stacked, training=training)
-        return tf.split(logits, len(inputs), axis=0)
+        stacked = tf.concat([tf.cast(x, discriminator.compute_dtype) for x in inputs], 0)
+        if joint:
+            outputs = discriminator(stacked, training=training)
+        else:
+            with batch_norm_groups(discriminator, len(inputs)):
+                outputs = discriminator(stacked, training=training)
+        if isinstance(outputs, (list, tuple)):  # D_A's feature taps and logits
+            parts = [tf.split(o, len(inputs)) for o in outputs]
+            return [list(x) for x in zip(*parts, strict=True)]
+        return tf.split(outputs, len(inputs), axis=0)
 
     def _real_fake_terms(self, target, generated, training: bool):
         """Eq. 2 on one batch: (D_R loss, D_R accuracy) for real targets and generated images."""
@@ -390,15 +397,21 @@ class PLDT(keras.Model):
             loss += self.config.r1_weight * losses.r1_penalty(d_r, real_in)
         return loss, accuracy
 
+    def _domain_pairs(self, source, target, unassociated, generated, training: bool):
+        """D_A's inputs of one update (Eq. 5): (I_S, I_T), (I_S, I_T^-) if the variant uses
+        it, (I_S, generated), each DiffAugmented in training."""
+        pair = lambda image: self._augment(self._pair(source, image), training)  # noqa: E731
+        inputs = [pair(target)]
+        if self.config.variant == "rf+dd" and unassociated is not None:
+            inputs.append(pair(unassociated))
+        return [*inputs, pair(generated)]
+
     def _domain_terms(self, source, target, unassociated, generated, training: bool):
         """Eq. 5 on one batch: (D_A loss, D_A accuracy) over the pairings the variant uses."""
         d_a, kind = self.domain_discriminator, self.config.adversarial_loss
-        pair = lambda image: self._augment(self._pair(source, image), training)  # noqa: E731
-        associated_in = pair(target)
-        inputs = [associated_in, pair(generated)]
-        if self.config.variant == "rf+dd" and unassociated is not None:
-            inputs.insert(1, pair(unassociated))
-        associated, *negative, fake = self._discriminate(d_a, inputs, training)
+        inputs = self._domain_pairs(source, target, unassociated, generated, training)
+        joint = self.config.joint_domain_batch
+        associated, *negative, fake = self._discriminate(d_a, inputs, training, joint)
         negative = negative[0] if negative else None
         hits = [losses.accuracy(associated, True), losses.accuracy(fake, False)]
         if negative is not None:
@@ -406,13 +419,13 @@ class PLDT(keras.Model):
         accuracy = tf.add_n(hits) / len(hits)
         loss = losses.domain_loss(associated, negative, fake, kind)
         if training and self.config.r1_weight:
-            loss += self.config.r1_weight * losses.r1_penalty(d_a, associated_in)
+            loss += self.config.r1_weight * losses.r1_penalty(d_a, inputs[0])
         return loss, accuracy
 
-    def _converter_objective(self, source, target, generated, training: bool):
+    def _converter_objective(self, source, target, generated, training: bool, unassociated=None):
         """(the converter's loss, {term: value}): the weighted sum of `self.terms`
         (`losses.converter_terms`: Eq. 6 and the config's extra terms)."""
-        views = _ConverterViews(self, source, target, generated, training)
+        views = _ConverterViews(self, source, target, generated, training, unassociated)
         values = {term.name: term.fn(views) for term in self.terms}
         loss = tf.add_n([term.weight * values[term.name] for term in self.terms])
         return loss, values
@@ -449,7 +462,9 @@ class PLDT(keras.Model):
         """The same losses and accuracies in inference mode, plus RMSE to the target in [0, 1]."""
         source, target, unassociated = self._unpack(data)
         generated = self.converter(source, training=False)
-        logs = {"converter": self._converter_objective(source, target, generated, False)}
+        logs = {
+            "converter": self._converter_objective(source, target, generated, False, unassociated)
+        }
         if self.real_fake_discriminator is not None:
             logs["real_fake"] = self._real_fake_terms(target, generated, training=False)
         if self.domain_discriminator is not None:
@@ -492,11 +507,16 @@ def _rmse01(generated, target):
 
 
 class _ConverterViews:
-    """What the converter's terms read (`losses.Term`), each computed once, on first use."""
+    """What the converter's terms read (`losses.Term`), each computed once, on first use.
 
-    def __init__(self, model: PLDT, source, target, generated, training: bool):
+    With `joint_domain_batch`, D_A sees the generated pairs in the same batch as in its own
+    update (associated, unassociated and generated pairs), so its batch statistics are those
+    it was trained with."""
+
+    def __init__(self, model: PLDT, source, target, generated, training: bool, unassociated):
         self.model, self.training = model, training
         self.source, self.target, self.generated = source, target, generated
+        self.unassociated = unassociated
         self.converter = model.converter
         self._cache = {}
 
@@ -521,6 +541,8 @@ class _ConverterViews:
         """D_A(I_S, C(I_S)): logits of the generated pairs."""
         if self.model._domain_features is not None:
             return self._features()[1][-1]
+        if self.model.config.joint_domain_batch:
+            return self._joint(self.model.domain_discriminator)[-1]
         m, training = self.model, self.training
 
         def logits():
@@ -535,8 +557,23 @@ class _ConverterViews:
         real, fake = self._features()
         return real[:-1], fake[:-1]
 
+    def _joint(self, network):
+        """`network` (D_A or its taps) on D_A's pairings of this update, as one batch."""
+        m = self.model
+
+        def outputs():
+            pairs = m._domain_pairs(
+                self.source, self.target, self.unassociated, self.generated, self.training
+            )
+            return m._discriminate(network, pairs, self.training, joint=True)
+
+        return self._once("joint", outputs)
+
     def _features(self):
         m, training = self.model, self.training
+        if m.config.joint_domain_batch:
+            outputs = self._joint(m._domain_features)
+            return outputs[0], outputs[-1]
 
         def taps():
             fake_pair = m._augment(m._pair(self.source, self.generated), training)

@@ -29,6 +29,21 @@ FINAL_MODEL = FINAL
 SHARP_UPDATES = 2500
 
 
+def length_note(config: PLDTConfig, steps_per_epoch: int) -> str | None:
+    """A note when a run of the L1-anchored (robust) recipe makes fewer updates than
+    `SHARP_UPDATES`, with the --epochs that would give it that many; None otherwise."""
+    updates = steps_per_epoch * config.total_epochs
+    if updates >= SHARP_UPDATES or not config.reconstruction_weight:
+        return None
+    epochs = -(-SHARP_UPDATES // steps_per_epoch) - config.decay_epochs
+    return (
+        f"note: this run makes {updates} updates ({steps_per_epoch} per epoch); the recipe was "
+        f"measured as sharp as real photos at about {SHARP_UPDATES}: --epochs {epochs} gives "
+        f"{(epochs + config.decay_epochs) * steps_per_epoch} (a few hundred photos can overfit "
+        "with that many: see docs/results.md)"
+    )
+
+
 class TrainingDiverged(RunError):
     """A loss became NaN/inf; the last good checkpoint is kept."""
 
@@ -337,13 +352,9 @@ def train(
         run.restore(model, "last", saved=written)
         note = f" with {', '.join(f'{k}={getattr(config, k)}' for k in changed)}" if changed else ""
         print_fn(f"resuming {run.path} after epoch {initial_epoch}/{total}{note}")
-    updates = pipelines.steps_per_epoch * total
-    if initial_epoch == 0 and updates < SHARP_UPDATES and config.reconstruction_weight:
-        print_fn(
-            f"note: this run makes {updates} updates; the recommended recipe was measured as "
-            f"sharp as real photos at about {SHARP_UPDATES}: more --epochs or a smaller "
-            "--batch-size give it more"
-        )
+    note = length_note(config, pipelines.steps_per_epoch)
+    if initial_epoch == 0 and note:
+        print_fn(note)
     if initial_epoch < total:
         callbacks, nan_guard = _callbacks(config, pipelines, work, print_fn)
         train_ds = pipelines.train_for_epochs(initial_epoch, total)

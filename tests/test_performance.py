@@ -8,6 +8,7 @@ import tensorflow as tf
 from helpers import EPS32, adam_step, assert_close, sum_ulps, tolerance
 from toy import toy_arrays
 
+from keras_pldt import losses as L
 from keras_pldt.config import PLDTConfig
 from keras_pldt.model import PLDT
 from keras_pldt.networks import (
@@ -108,7 +109,57 @@ def test_fused_train_step_equals_separate_calls(variant):
 
 def test_fusion_defaults():
     assert PLDT(PLDTConfig(**TINY)).fuse_discriminator_calls
-    assert not PLDT(PLDTConfig(**TINY, spectral_norm=True)).fuse_discriminator_calls
+    assert PLDT(PLDTConfig(**TINY, spectral_norm=True)).fuse_discriminator_calls
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_spectral_norm_iterates_once_per_update_when_fused(monkeypatch, fused):
+    """Keras' SpectralNormalization makes one power iteration per training call: fused calls
+    give each discriminator one per update (plus one for the converter's view of it)."""
+    calls = {}
+    original = keras.layers.SpectralNormalization.normalized_weights
+
+    def counted(self):
+        calls[id(self)] = calls.get(id(self), 0) + 1
+        return original(self)
+
+    monkeypatch.setattr(keras.layers.SpectralNormalization, "normalized_weights", counted)
+    model = PLDT(PLDTConfig(**TINY, spectral_norm=True))
+    model.fuse_discriminator_calls = fused
+    model.compile()
+    model.train_step(batch())
+    for network, pairings in (("real_fake_discriminator", 2), ("domain_discriminator", 3)):
+        wrappers = [
+            layer
+            for layer in model.networks[network]._flatten_layers()
+            if isinstance(layer, keras.layers.SpectralNormalization)
+        ]
+        assert wrappers, network
+        expected = 1 + (1 if fused else pairings)  # its update, then the converter's view
+        assert [calls.get(id(w)) for w in wrappers] == [expected] * len(wrappers), network
+
+
+def test_joint_domain_batch_normalises_the_pairings_together():
+    """`joint_domain_batch`: D_A's update and the converter's view of D_A both see the
+    associated, unassociated and generated pairs as one batch-norm batch."""
+    keras.utils.set_random_seed(0)
+    cfg = PLDTConfig(**TINY, joint_domain_batch=True)
+    model = PLDT(cfg)
+    data = batch()
+    source, target, unassociated = data["source"], data["target"], data["unassociated"]
+    generated = model.converter(source, training=False)
+    loss, _ = model._domain_terms(source, target, unassociated, generated, True)
+    pairs = [tf.concat([source, image], -1) for image in (target, unassociated, generated)]
+    logits = tf.split(model.domain_discriminator(tf.concat(pairs, 0), training=True), 3)
+    expected = L.domain_loss(*logits, cfg.adversarial_loss)
+    assert_close(float(loss), float(expected), sum_ulps(3 * SUMMED))
+    separate = L.domain_loss(
+        *[model.domain_discriminator(x, training=True) for x in pairs], cfg.adversarial_loss
+    )
+    assert abs(float(separate) - float(expected)) > tolerance(float(expected), sum_ulps(SUMMED))
+    _, terms = model._converter_objective(source, target, generated, True, unassociated)
+    view = L.converter_adversarial_term(logits[2], cfg.adversarial_loss)
+    assert_close(float(terms["adversarial_domain"]), float(view), sum_ulps(3 * SUMMED))
 
 
 @pytest.fixture
