@@ -239,10 +239,11 @@ def learning_run(args, workdir: Path) -> dict:
     from keras_pldt.model import PLDT
 
     t0 = time.perf_counter()
-    data = generate(workdir / "synthetic", args.train_products, args.train_sources, 0, args.size)
+    size = args.train_size
+    data = generate(workdir / "synthetic", args.train_products, args.train_sources, 0, size)
     cfg = get_preset(
         "robust",
-        image_size=args.size,
+        image_size=size,
         base_filters=args.train_width,
         batch_size=args.train_batch,
         precision="mixed_float16",
@@ -303,7 +304,7 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--width", type=int, help="base width of the timed steps (128; dry run 4)")
     ap.add_argument("--batch", type=int, help="batch of the timed steps (128; dry run 4)")
-    ap.add_argument("--size", type=int, help="image side (64; dry run 16)")
+    ap.add_argument("--size", type=int, help="image side (64, the reference networks' only size)")
     ap.add_argument("--steps", type=int, help="timed steps per round (10; dry run 1)")
     ap.add_argument("--rounds", type=int, help="alternating timing rounds (3; dry run 1)")
     ap.add_argument(
@@ -329,12 +330,14 @@ def parser() -> argparse.ArgumentParser:
 def _defaults(args) -> argparse.Namespace:
     dry = args.dry_run
     for name, real, tiny in (
-        ("width", 128, 4), ("batch", 128, 4), ("size", 64, 16), ("steps", 10, 1),
+        ("width", 128, 4), ("batch", 128, 4), ("size", 64, 64), ("steps", 10, 1),
         ("rounds", 3, 1),
     ):  # fmt: skip
         if getattr(args, name) is None:
             setattr(args, name, tiny if dry else real)
-    # the learning run: robust at paper width on 120 products (dry run: width 4, 12 products)
+    # the learning run: robust at paper width on 120 products (dry run: width 4, 12 products
+    # at 16 px)
+    args.train_size = 16 if dry else args.size
     args.train_width = 4 if dry else 128
     args.train_batch = 8 if dry else 32
     args.train_products = 12 if dry else 120
