@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_pldt import runtime
+from keras_pldt import __version__, runtime
 from keras_pldt.cli import quiet_tensorflow
 from keras_pldt.run import CONFIG, FINAL, SPLIT, RunError, RunFolder
 from keras_pldt.runtime import MODEL_CARD, SAVEDMODEL, MissingRuntime, Runner, list_images
@@ -351,8 +351,6 @@ class _Job:
         import keras
         import tensorflow as tf
 
-        from keras_pldt import __version__
-
         return {"keras_pldt": __version__, "keras": keras.__version__, "tensorflow": tf.__version__}
 
     @cached_property
@@ -379,7 +377,13 @@ class Format:
 
 def _tflite(job: _Job, fmt: Format, folder: Path) -> Path:
     calibration = job.calibration if fmt.quantization == "int8" else None
-    write_tflite(job.savedmodel, folder / "converter.tflite", fmt.quantization, calibration)
+    source = job.savedmodel
+    if fmt.quantization == "dynamic":  # TFLite's hybrid transposed conv is ~30x slow: as convs
+        from keras_pldt.kernels import with_subpixel_transposed_convs
+
+        source = job.scratch / "subpixel"
+        write_savedmodel(with_subpixel_transposed_convs(job.model), source)
+    write_tflite(source, folder / "converter.tflite", fmt.quantization, calibration)
     return folder / "converter.tflite"
 
 

@@ -186,3 +186,21 @@ class LeakyReLU(layers.LeakyReLU):
 
     def call(self, inputs):
         return leaky_relu(inputs, self.negative_slope)
+
+
+def with_subpixel_transposed_convs(model: keras.Model) -> keras.Model:
+    """A copy of `model` (same weights) whose `Conv2DTranspose` layers are
+    `SubpixelConv2DTranspose`: the same values to float rounding, as convs + depth_to_space.
+
+    For export: TFLite's dynamic-range ("hybrid") kernel of a transposed conv is about 30x
+    slower than its fp32 one, while its hybrid conv is faster than fp32
+    (`benchmarks/tflite_hybrid_ops.py`)."""
+
+    def clone(layer):
+        if type(layer) is layers.Conv2DTranspose:
+            return SubpixelConv2DTranspose.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -307,3 +307,36 @@ def test_resize_decoder_converts_to_tflite(tmp_path):
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
     lite = runtime.TFLiteRunner(tmp_path / "c.tflite")(x)
     np.testing.assert_allclose(lite, converter(x).numpy(), atol=1e-4)
+
+
+def test_dynamic_range_tflite_has_no_transposed_convs(exported):
+    """TFLite's hybrid transposed conv is about 30x slower than fp32
+    (benchmarks/tflite_hybrid_ops.py): the dynamic-range model draws the decoder's x2 stages as
+    convs + depth_to_space, within its parity threshold (test_format_meets_threshold...)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    def ops(name):
+        interpreter = Interpreter(model_path=str(exported.model_file(name)))
+        return {op["op_name"] for op in interpreter._get_ops_details()}
+
+    assert "TRANSPOSE_CONV" in ops("tflite_fp32")  # the exported converter has them
+    dynamic = ops("tflite_dynamic")
+    assert "TRANSPOSE_CONV" not in dynamic and "DEPTH_TO_SPACE" in dynamic, dynamic
+
+
+def test_subpixel_copy_has_the_same_outputs_and_weights():
+    import keras
+
+    from keras_pldt.config import PLDTConfig
+    from keras_pldt.kernels import SubpixelConv2DTranspose, with_subpixel_transposed_convs
+    from keras_pldt.networks import build_converter
+
+    keras.utils.set_random_seed(0)
+    plain = build_converter(PLDTConfig(image_size=32, base_filters=8, subpixel_convs=False))
+    copy = with_subpixel_transposed_convs(plain)
+    assert any(isinstance(layer, SubpixelConv2DTranspose) for layer in copy._flatten_layers())
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    expected = plain(x, training=False).numpy()
+    np.testing.assert_allclose(copy(x, training=False).numpy(), expected, rtol=0, atol=1e-5)
+    for a, b in zip(plain.get_weights(), copy.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
