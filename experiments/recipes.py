@@ -33,9 +33,9 @@ ROBUST_AT_2E4_TRANSPOSED = {**ROBUST_AT_2E4_NO_SRCAUG, "upsampling": "transposed
 ROBUST_AT_5E4 = {**ROBUST_AT_2E4, "learning_rate": 5e-4, "decay_learning_rate": 5e-5}
 
 METHODS = {
-    # D_A's batch norm over the associated, unassociated and generated pairs of an update as
-    # one batch (its update and the converter's view of it), instead of one batch per pairing.
-    "robust+jointDA": {**ROBUST_AT_5E4, "joint_domain_batch": True},
+    # The preset with D_A's batch norm over one pairing at a time (separate batches for the
+    # associated, unassociated and generated pairs) instead of the update's pairings together.
+    "robust(per-pairing)": {**ROBUST_AT_5E4, "joint_domain_batch": False},
     # The preset at 2e-4, and without its source augmentation.
     "robust(lr2e-4)": ROBUST_AT_2E4,
     "robust(no-srcaug)": ROBUST_AT_2E4_NO_SRCAUG,

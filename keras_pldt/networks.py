@@ -25,7 +25,12 @@ import tensorflow as tf
 from keras import layers
 
 from keras_pldt.config import PLDTConfig
-from keras_pldt.kernels import LeakyReLU, SubpixelConv2D, SubpixelConv2DTranspose
+from keras_pldt.kernels import (
+    LeakyReLU,
+    SubpixelConv2D,
+    SubpixelConv2DTranspose,
+    SubpixelResizeConv2D,
+)
 
 KERNEL = 5
 
@@ -210,6 +215,8 @@ def _upsample(config: PLDTConfig, filters: int, name: str, use_bias: bool):
     conv2d, conv2d_transpose = _conv_layers(config)
     if config.upsampling == "transposed":
         return conv2d_transpose(filters, KERNEL, strides=2, **options)
+    if config.subpixel_convs:  # the same weights and values, 2.8x fewer multiply-adds
+        return SubpixelResizeConv2D(filters, KERNEL, **options)
     conv = conv2d(filters, KERNEL, **options)
 
     def stage(x):

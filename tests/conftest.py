@@ -32,6 +32,11 @@ def pytest_configure(config):
     _file_order()  # a bad value fails before collection
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject.toml): one worker per core, at most 4 (each holds TensorFlow)."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 def pytest_report_header(config):
     order = _file_order()
     return f"test file order: {order} ({ORDER_VARIABLE})" if order else None

@@ -31,6 +31,7 @@ def test_robust_preset_keeps_the_paper_and_adds_switches():
         "spectral_norm",
         "diff_augment",
         "feature_matching_weight",
+        "joint_domain_batch",
         "upsampling",
         "source_augment",
         "learning_rate",

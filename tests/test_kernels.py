@@ -22,8 +22,10 @@ from keras_pldt.config import PLDTConfig
 from keras_pldt.kernels import (
     SubpixelConv2D,
     SubpixelConv2DTranspose,
+    SubpixelResizeConv2D,
     conv2d_stride2,
     conv2d_transpose_stride2,
+    resize_conv2d,
 )
 from keras_pldt.model import PLDT
 
@@ -91,6 +93,19 @@ def test_conv2d_transpose_stride2_equals_native(shape):
     assert_matches_native(values_and_gradients, conv2d_transpose_stride2, native_transpose, x, k)
 
 
+def native_resize_conv(x, k):
+    """Nearest-neighbour x2, then a 5x5 stride-1 "same" conv."""
+    return tf.nn.conv2d(tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2), k, 1, "SAME")
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 5, 3), (3, 8, 6, 4, 6), (1, 4, 4, 6, 64)])
+def test_resize_conv2d_equals_native(shape):
+    n, h, w, c_in, c_out = shape
+    x, k = normal([n, h, w, c_in], 9), normal([5, 5, c_in, c_out], 10)
+    assert resize_conv2d(tf.constant(x), tf.constant(k)).shape == (n, 2 * h, 2 * w, c_out)
+    assert_matches_native(values_and_gradients, resize_conv2d, native_resize_conv, x, k)
+
+
 def test_second_order_gradients_equal_native():
     """R1 differentiates the input gradient with respect to the weights."""
 
@@ -129,8 +144,9 @@ def test_layers_match_keras_layers_and_fall_back():
     assert layer(odd).shape == (1, 4, 4, 2)
 
 
-def test_train_step_is_the_same_with_native_convs():
-    cfg = PLDTConfig(image_size=32, base_filters=8, batch_size=8)
+@pytest.mark.parametrize("upsampling", ["transposed", "resize"])
+def test_train_step_is_the_same_with_native_convs(upsampling):
+    cfg = PLDTConfig(image_size=32, base_filters=8, batch_size=8, upsampling=upsampling)
     keras.utils.set_random_seed(0)
     fast = PLDT(cfg)
     native = PLDT(cfg.replace(subpixel_convs=False))
@@ -138,6 +154,9 @@ def test_train_step_is_the_same_with_native_convs():
     assert any(
         isinstance(layer, SubpixelConv2D) for layer in fast.converter.get_layer("encoder").layers
     )
+    decoder = fast.converter.get_layer("decoder").layers
+    fast_stage = SubpixelResizeConv2D if upsampling == "resize" else SubpixelConv2DTranspose
+    assert any(isinstance(layer, fast_stage) for layer in decoder)
     batch = {k: tf.constant(v) for k, v in toy_arrays(8, 32, 0).items()}
     logs = []
     for model in (fast, native):
