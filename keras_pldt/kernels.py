@@ -181,20 +181,19 @@ class SubpixelConv2DTranspose(layers.Conv2DTranspose):
 
 # Nearest x2 then a 5x5 "same" conv, per output phase p: kernel tap i (offset i - 2) reads
 # the input pixel at offset floor((p + i - 2) / 2), one of -1, 0, +1 (row a of _RESIZE_TAPS[p]).
-_RESIZE_TAPS = tf.constant(
-    [
-        [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]],
-        [[1, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1]],
-    ],
-    tf.float32,
-)
+# (A plain list: a tensor at import would start TensorFlow's context, which multi-worker
+# collectives must configure first.)
+_RESIZE_TAPS = [
+    [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]],
+    [[1, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1]],
+]
 
 
 def resize_conv2d(x, kernel):
     """Nearest-neighbour x2 then `conv2d(., kernel, 1, "SAME")` (5x5), as one 3x3 conv of the
     low-resolution input to 4x the channels + `depth_to_space`: the same values (to float
     rounding) for 36 instead of 100 multiply-adds per input pixel and channel pair."""
-    taps = tf.cast(_RESIZE_TAPS, kernel.dtype)
+    taps = tf.constant(_RESIZE_TAPS, kernel.dtype)
     phases = tf.einsum("pai,qbj,ijcd->abcpqd", taps, taps, kernel)
     c_in, c_out = kernel.shape[2], kernel.shape[3]
     phases = tf.reshape(phases, [3, 3, c_in, 4 * c_out])

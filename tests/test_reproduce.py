@@ -63,7 +63,10 @@ def test_every_method_line_is_a_valid_config_and_its_own_folder():
     assert configs["C+MSE+srcaug"].replace(source_augment="") == base.replace(variant="mse")
     # The ablation's base line is the preset at the paper's learning rate, nothing else.
     assert configs["robust(lr2e-4)"].replace(batch_size=32) == get_preset(
-        "robust", learning_rate=2e-4, decay_learning_rate=2e-5
+        "robust", learning_rate=2e-4, decay_learning_rate=2e-5, joint_domain_batch=False
+    )
+    assert configs["robust(per-pairing)"].replace(batch_size=32) == get_preset(
+        "robust", joint_domain_batch=False
     )
     assert not configs["robust(no-srcaug)"].source_augment
     assert configs["robust+ssim"].learning_rate == base.learning_rate
