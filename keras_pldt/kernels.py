@@ -154,6 +154,15 @@ def _applies(layer, inputs) -> bool:
     )
 
 
+def _bias_and_activation(layer, outputs):
+    """The rest of a Keras conv layer's call after its convolution."""
+    if layer.use_bias:
+        outputs = tf.nn.bias_add(outputs, tf.cast(layer.bias, outputs.dtype))
+    if layer.activation is not None:
+        outputs = layer.activation(outputs)
+    return outputs
+
+
 @keras.saving.register_keras_serializable(package="keras_pldt")
 class SubpixelConv2D(layers.Conv2D):
     """`keras.layers.Conv2D` whose 5x5 stride-2 case back-propagates through `conv2d_stride2`."""
@@ -171,12 +180,7 @@ class SubpixelConv2DTranspose(layers.Conv2DTranspose):
     def call(self, inputs):
         if self.output_padding is not None or not _applies(self, inputs):
             return super().call(inputs)
-        outputs = conv2d_transpose_stride2(inputs, self.kernel)
-        if self.use_bias:
-            outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, outputs.dtype))
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        return _bias_and_activation(self, conv2d_transpose_stride2(inputs, self.kernel))
 
 
 # Nearest x2 then a 5x5 "same" conv, per output phase p: kernel tap i (offset i - 2) reads
@@ -210,12 +214,7 @@ class SubpixelResizeConv2D(layers.Conv2D):
         return (n, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
 
     def call(self, inputs):
-        outputs = resize_conv2d(inputs, self.kernel)
-        if self.use_bias:
-            outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, outputs.dtype))
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        return _bias_and_activation(self, resize_conv2d(inputs, self.kernel))
 
 
 @keras.saving.register_keras_serializable(package="keras_pldt")
