@@ -64,7 +64,10 @@ def measure_width(args, width: int, threads: list[int]) -> dict:
     from keras_pldt.config import PLDTConfig
     from keras_pldt.networks import build_converter
 
-    config = PLDTConfig(base_filters=width, image_size=args.image_size, upsampling=args.upsampling)
+    config = PLDTConfig(  # plain Keras layers, as in a run folder's converter.keras
+        base_filters=width, image_size=args.image_size, upsampling=args.upsampling,
+        subpixel_convs=False,
+    )  # fmt: skip
     keras.utils.set_random_seed(0)
     model = build_converter(config)
     work = Path(tempfile.mkdtemp(prefix="pldt-bench-"))
