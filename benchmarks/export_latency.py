@@ -31,6 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+VECTOR_FLAGS = ("avx", "amx", "fma")  # the CPU flags the printed host line names
+
 
 def timed(fn, x, runs: int, warmup: int) -> dict[str, float]:
     for _ in range(warmup):
@@ -141,32 +143,14 @@ def measure_width(args, width: int, threads: list[int]) -> dict:
 
 
 def machine() -> dict:
+    """`train_step.machine()` (CPU model, cores, flags) plus the platform and versions."""
     import keras
     import tensorflow as tf
+    import train_step
 
-    flags = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    model = ""
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
     return {
+        **train_step.machine(),
         "platform": platform.platform(),
-        "cpu": model or platform.processor(),
-        "cpu_count": len(os.sched_getaffinity(0)),
-        "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma"))),
-        "python": sys.version.split()[0],
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
@@ -212,8 +196,8 @@ def main(argv=None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2) + "\n")
     print(
-        f"\nhost: {summary['machine']['cpu']} ({summary['machine']['cpu_count']} cores; "
-        f"{' '.join(summary['machine']['cpu_flags'])})"
+        f"\nhost: {summary['machine']['cpu']} ({summary['machine']['cores']} cores; "
+        f"{' '.join(f for f in summary['machine']['cpu_flags'] if f.startswith(VECTOR_FLAGS))})"
     )
     print(f"{'format':<22}" + "".join(f"{'w' + str(w) + ' ms':>11}{'MB':>8}" for w in widths))
     names = list(summary["widths"][str(widths[0])]["results"])

@@ -17,15 +17,14 @@ import argparse
 import contextlib
 import io
 import os
-import platform
-import statistics
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+import train_step  # noqa: E402
+from export_latency import timed  # noqa: E402
 
 
 def layers_at_paper_width():
@@ -57,13 +56,12 @@ def invoke_ms(blob: bytes, shape, runs: int, threads: int) -> float:
     interpreter.allocate_tensors()
     index = interpreter.get_input_details()[0]["index"]
     x = np.random.default_rng(0).uniform(-1, 1, (1, *shape)).astype(np.float32)
-    times = []
-    for _ in range(runs + 3):
+
+    def invoke(x):
         interpreter.set_tensor(index, x)
-        start = time.perf_counter()
         interpreter.invoke()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times[3:])
+
+    return timed(invoke, x, runs, warmup=3)["median_ms"]
 
 
 def main(argv=None) -> int:
@@ -75,17 +73,10 @@ def main(argv=None) -> int:
     import keras
     import tensorflow as tf
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = f.read().splitlines()
-        cpu = next(x.split(":", 1)[1].strip() for x in lines if x.startswith("model name"))
-        flags = next(x.split(":", 1)[1].split() for x in lines if x.startswith("flags"))
-        cpu += " (" + " ".join(f for f in flags if f.startswith(("avx512", "amx"))) + ")"
-    except (OSError, StopIteration):
-        pass
-    print(f"host: {cpu}; {os.cpu_count()} cores; TFLite threads {args.threads}; "
-          f"tensorflow {tf.__version__}")  # fmt: skip
+    host = train_step.machine()
+    wide = " ".join(f for f in host["cpu_flags"] if f.startswith(("avx512", "amx")))
+    print(f"host: {host['cpu']} ({wide or 'no AVX-512'}); {host['cores']} cores; "
+          f"TFLite threads {args.threads}; tensorflow {tf.__version__}")  # fmt: skip
     print(f"{'layer':<58}{'fp32 ms':>10}{'dynamic ms':>12}{'ratio':>8}")
     for name, (shape, layer_list) in layers_at_paper_width().items():
         keras.utils.set_random_seed(0)

@@ -94,8 +94,10 @@ def _conv_macs(out_hw: int, out_c: int, k: int, in_c: int) -> int:
 def network_macs(
     width: int, size: int, code: int = 64, upsampling: str = "transposed"
 ) -> dict[str, int]:
-    """Forward multiply-accumulates per image of the converter, D_R and D_A (Table 1); with
-    `upsampling="resize"` each decoder stage is a 5x5 conv at the doubled size (4x the MACs)."""
+    """Forward multiply-accumulates per image of the converter, D_R and D_A (Table 1), as the
+    layers define them; with `upsampling="resize"` each decoder stage is a 5x5 conv at the
+    doubled size (4x the MACs). The sub-pixel kernels (`subpixel_convs`) compute the same
+    values with 36/25 of a transposed conv's MACs and 36/100 of a resize stage's."""
     from keras_pldt.networks import stage_widths
 
     widths = stage_widths(size, width)

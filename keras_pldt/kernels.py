@@ -230,7 +230,7 @@ def with_subpixel_transposed_convs(model: keras.Model) -> keras.Model:
     """A copy of `model` (same weights) whose `Conv2DTranspose` layers are
     `SubpixelConv2DTranspose`: the same values to float rounding, as convs + depth_to_space.
 
-    For export: TFLite's dynamic-range ("hybrid") kernel of a transposed conv is about 30x
+    For export: TFLite's dynamic-range ("hybrid") kernel of a transposed conv is 27-49x
     slower than its fp32 one, while its hybrid conv is faster than fp32
     (`benchmarks/tflite_hybrid_ops.py`)."""
 

@@ -310,7 +310,7 @@ def test_resize_decoder_converts_to_tflite(tmp_path):
 
 
 def test_dynamic_range_tflite_has_no_transposed_convs(exported):
-    """TFLite's hybrid transposed conv is about 30x slower than fp32
+    """TFLite's hybrid transposed conv is 27-49x slower than fp32
     (benchmarks/tflite_hybrid_ops.py): the dynamic-range model draws the decoder's x2 stages as
     convs + depth_to_space, within its parity threshold (test_format_meets_threshold...)."""
     from ai_edge_litert.interpreter import Interpreter
