@@ -22,8 +22,10 @@ Printed per width: images/s of each and the ratio ours/reference; the step's FLO
 from the layer shapes of the paper step: 3x forward for every forward+backward pass it makes;
 resize upsampling counted, the extra discriminator passes of feature matching not) and the
 achieved GFLOP/s and fraction of the machine's fp32 peak; the peak RSS of each worker.
-Results are merged into `benchmarks/results/train_step.json` (keyed by precision, options and
-width), with the machine description (CPU flags included).
+Results are merged into `benchmarks/results/train_step.json`, per host (CPU model, cores and
+its fastest instruction set: `host_key`) with that machine's description (CPU flags included),
+then by precision, options and width. Both pools of TensorFlow get `--threads` threads, as a
+user's run on that many cores does; torch gets `torch.set_num_threads(--threads)`.
 
 The timing functions (`ours_step`, `reference_step`, `Worker`) are shared with
 `benchmarks/gpu_check.py`.
@@ -138,10 +140,14 @@ def step_flops(width: int, size: int, batch: int, upsampling: str = "transposed"
 
 # ---------------------------------------------------------------------------- workers
 def _set_threads(n: int) -> None:
+    """n threads for TensorFlow's intra-op and inter-op pools (what a user's run gets with n
+    cores). One inter-op thread runs the step's independent ops one after another: on a 2-core
+    AVX-512 host it makes some rounds run on one core (measured 0.42 s against 0.21 s a bf16
+    step at width 32, in alternation)."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(n)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
 def step_config(args, width: int, preset: str | None = None):
@@ -468,6 +474,23 @@ def curve(args) -> dict:
     return {"steps": args.curve, "rmse_per_epoch": curves}
 
 
+def host_key(mach: dict) -> str:
+    """The results' key of a host: CPU model, cores and the instruction sets that decide speed."""
+    isa = "AMX-BF16" if mach["amx_bf16"] else "AVX512_BF16" if mach["avx512_bf16"] else None
+    isa = isa or ("AVX-512" if mach["avx512f"] else "AVX2")
+    return f"{mach['cpu']}, {mach['cores']} cores, {isa}"
+
+
+def load_results(path: Path) -> dict:
+    """The results file as {"hosts": {host_key: {"machine", "runs", ...}}} (a file of one
+    machine, {"machine", "runs"}, is read as that host's)."""
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if "machine" in results:
+        results = {"hosts": {host_key(results["machine"]): results}}
+    results.setdefault("hosts", {})
+    return results
+
+
 PRECISIONS = ("float32", "bfloat16", "mixed_float16")
 PRESETS = ("paper", "robust", "demo")
 
@@ -516,16 +539,18 @@ def main(argv=None) -> None:
         flush=True,
     )
     out = Path(args.out)
-    results = json.loads(out.read_text()) if out.exists() else {}
-    results["machine"] = mach
-    runs = results.setdefault("runs", {})
+    results = load_results(out)
+    host = results["hosts"].setdefault(host_key(mach), {})
+    host["machine"] = mach
+    runs = host.setdefault("runs", {})
     if args.curve:
-        results["curve_" + args.precision] = curve(args)
+        host["curve_" + args.precision] = curve(args)
     else:
         for width in [int(w) for w in args.widths.split(",") if w]:
             key = run_key(args, width)
             runs[key] = bench_width(args, width, mach)
             runs[key]["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            runs[key]["host"] = host_key(mach)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"wrote {out}")

@@ -36,6 +36,9 @@ METHODS = {
     # The preset with D_A's batch norm over one pairing at a time (separate batches for the
     # associated, unassociated and generated pairs) instead of the update's pairings together.
     "robust(per-pairing)": {**ROBUST_AT_5E4, "joint_domain_batch": False},
+    # The preset with half of D_A's unassociated targets drawn as the batch's most similar
+    # other product (`hard_negatives`).
+    "robust+hardneg": {**ROBUST_AT_5E4, "joint_domain_batch": True, "hard_negatives": 0.5},
     # The preset at 2e-4, and without its source augmentation.
     "robust(lr2e-4)": ROBUST_AT_2E4,
     "robust(no-srcaug)": ROBUST_AT_2E4_NO_SRCAUG,

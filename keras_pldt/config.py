@@ -16,7 +16,8 @@ VARIANTS = ("rf+dd", "rf", "mse", "rf+dd-neg")
 """The Table 2 methods that train a converter: C+RF+DD (ours), C+RF, C+MSE, C+RF+DD-Neg."""
 
 ADVERSARIAL_LOSSES = ("bce", "hinge", "lsgan")
-PRECISIONS = ("float32", "bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "bfloat16", "mixed_float16", "auto")
+"""Compute precisions; "auto" is `keras_pldt.model.auto_precision()` when the model is built."""
 DIFF_AUGMENTATIONS = ("color", "translation", "cutout")
 """Policies of `diff_augment`: DiffAugment of everything the discriminators see."""
 SOURCE_AUGMENTATIONS = ("flip", "crop", "rotate", "light")
@@ -62,6 +63,7 @@ class PLDTConfig:
     r1_weight: float = 0.0
     discriminator_dropout: float = 0.0
     joint_domain_batch: bool = False  # D_A's batch norm sees an update's pairings as one batch
+    hard_negatives: float = 0.0  # share of I_T^- drawn as the batch's most similar other product
     # augmentation
     diff_augment: str = ""  # DiffAugment of what the discriminators see: color,translation,cutout
     source_augment: str = ""  # random views of the training sources: flip,crop,rotate,light
@@ -140,6 +142,8 @@ class PLDTConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.hard_negatives <= 1.0:
+            raise ValueError(f"hard_negatives must be in [0, 1], got {self.hard_negatives}")
         if not 0.0 <= self.discriminator_dropout < 1.0:
             raise ValueError(
                 f"discriminator_dropout must be in [0, 1), got {self.discriminator_dropout}"
@@ -169,8 +173,10 @@ class PLDTConfig:
             for name in DISCRIMINATOR_SWITCHES:
                 reasons[name] = f"variant {self.variant!r} trains no discriminator"
         elif not self.uses_domain:
-            for name in ("feature_matching_weight", "joint_domain_batch"):
+            for name in ("feature_matching_weight", "joint_domain_batch", "hard_negatives"):
                 reasons[name] = f"variant {self.variant!r} has no domain discriminator D_A"
+        elif self.variant != "rf+dd":
+            reasons["hard_negatives"] = f"variant {self.variant!r} has no unassociated pairs"
         if not self.reconstruction_weight:
             reasons["reconstruction_lowpass"] = "reconstruction_weight is 0 (no L1 term)"
         return {k: why for k, why in reasons.items() if getattr(self, k) != _DEFAULTS[k]}
@@ -242,7 +248,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "discriminators": (
         "spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout",
-        "joint_domain_batch",
+        "joint_domain_batch", "hard_negatives",
     ),
     "augmentation": ("diff_augment", "source_augment"),
     "schedule": (
@@ -258,7 +264,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 DISCRIMINATOR_SWITCHES = (
     "adversarial_loss", "feature_matching_weight", "spectral_norm", "real_fake_patches",
     "r1_weight", "discriminator_dropout", "diff_augment", "discriminator_lr_multiplier",
-    "joint_domain_batch",
+    "joint_domain_batch", "hard_negatives",
 )  # fmt: skip
 #: The converter's pixel terms beside the adversarial ones (Table 2's C+MSE has none of them).
 PIXEL_TERMS = ("reconstruction_weight", "ssim_weight", "gradient_weight", "frequency_weight")

@@ -17,8 +17,6 @@ variants of Table 2 are switches of this one model (`PLDTConfig.variant`):
 
 from __future__ import annotations
 
-import contextlib
-
 import keras
 import tensorflow as tf
 
@@ -31,6 +29,7 @@ from keras_pldt.networks import (
     build_domain_discriminator,
     build_real_fake_discriminator,
 )
+from keras_pldt.precision import POLICIES, auto_precision, precision_policy
 from keras_pldt.schedule import PaperSchedule
 
 _KEYS = ("source", "target", "unassociated")
@@ -40,21 +39,6 @@ _OPTIMIZER_ATTRS = {
     "real_fake_discriminator": "real_fake_optimizer",
     "domain_discriminator": "domain_optimizer",
 }
-
-
-#: Keras dtype policy of each `PLDTConfig.precision`.
-POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "mixed_float16": "mixed_float16"}
-
-
-@contextlib.contextmanager
-def precision_policy(precision: str):
-    """Within the block, layers are built with the dtype policy of `precision`."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(POLICIES[precision])
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def make_optimizer(config: PLDTConfig, network: str = "converter") -> keras.optimizers.Optimizer:
@@ -76,6 +60,8 @@ class PLDT(keras.Model):
         if isinstance(config, dict):
             config = PLDTConfig.from_dict(config)
         cfg = config or PLDTConfig()
+        if cfg.precision == "auto":
+            cfg = cfg.replace(precision=auto_precision())
         kwargs.setdefault("dtype", POLICIES[cfg.precision])
         super().__init__(**kwargs)
         self.config = cfg
@@ -272,7 +258,33 @@ class PLDT(keras.Model):
         ]
         with tf.control_dependencies(checks):
             source = tf.identity(source)
+        if self.config.hard_negatives and unassociated is not None:
+            product = data.get("product") if isinstance(data, dict) else None
+            if product is None:
+                raise ValueError(
+                    "hard_negatives needs each batch's product ids: a 'product' int tensor [batch] "
+                    "(keras_pldt.data's pipelines provide it)"
+                )
+            unassociated = self._hard_negatives(target, unassociated, product)
         return source, target, unassociated
+
+    def _hard_negatives(self, target, unassociated, product):
+        """I_T^- of Eq. 5, a `hard_negatives` share of them replaced by the batch's target of
+        another product nearest to the row's own I_T (L2 of 8 x 8 mean-pooled images): pairs
+        D_A can only reject by the product's identity, not its colour or shape alone."""
+        size = self.config.image_size
+        pooled = tf.nn.avg_pool2d(tf.cast(target, tf.float32), size // 8, size // 8, "VALID")
+        flat = tf.reshape(pooled, [tf.shape(target)[0], -1])
+        squared = tf.reduce_sum(tf.square(flat), 1)
+        distance = squared[:, None] + squared[None, :] - 2.0 * tf.matmul(flat, flat, False, True)
+        product = tf.reshape(tf.cast(product, tf.int32), [-1])
+        same = tf.equal(product[:, None], product[None, :])
+        nearest = tf.argmin(tf.where(same, tf.fill(tf.shape(distance), 3e38), distance), 1)
+        seed = tf.random.experimental.stateless_fold_in(self._step_seed(), -1)
+        draw = tf.random.stateless_uniform(tf.shape(product), seed) < self.config.hard_negatives
+        pick = draw & tf.logical_not(tf.reduce_all(same, 1))  # a row with another product
+        hard = tf.gather(target, nearest)
+        return tf.where(pick[:, None, None, None], hard, unassociated)
 
     def _expected_shape(self):
         s = self.config.image_size

@@ -321,3 +321,40 @@ def test_augmentation_resumes_exactly(tmp_path, switches):
     restored.train_step(batch)
     for a, b in zip(weights(kept.converter), weights(restored.converter), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_hard_negatives_pair_each_source_with_the_most_similar_other_product():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    shades = np.array([0.8, -0.8, 0.75, -0.7, 0.1, 0.79])  # rows 0, 2 and 5: one product
+    product = tf.constant([3, 1, 3, 2, 4, 3])
+    target = tf.constant(
+        (shades[:, None, None, None] + rng.normal(0, 0.01, (6, 32, 32, 3))).astype("float32")
+    )
+    unassociated = tf.constant(np.full((6, 32, 32, 3), 0.5, "float32"))
+    model = PLDT(PLDTConfig(**TINY, hard_negatives=1.0))
+    model.compile()  # the draws' seed is the step's
+    hard = model._hard_negatives(target, unassociated, product).numpy()
+    # the nearest shade of another product: 0.8 -> 0.1 (product 4), 0.1 -> 0.75 (product 3)
+    expected = [4, 3, 4, 1, 2, 4]
+    np.testing.assert_array_equal(hard, target.numpy()[expected])
+    alone = model._hard_negatives(target, unassociated, tf.zeros([6], tf.int32)).numpy()
+    np.testing.assert_array_equal(alone, unassociated.numpy())  # no other product: unchanged
+    half = PLDT(PLDTConfig(**TINY, hard_negatives=0.5))
+    half.compile()
+    mixed = half._hard_negatives(target, unassociated, product).numpy()
+    replaced = [not np.array_equal(m, u) for m, u in zip(mixed, unassociated.numpy(), strict=True)]
+    assert 0 < sum(replaced) < 6
+
+
+def test_hard_negatives_need_the_batch_product_ids_and_train_with_them():
+    model = PLDT(PLDTConfig(**TINY, hard_negatives=0.5))
+    model.compile()
+    batch = one_batch()
+    with pytest.raises(ValueError, match="hard_negatives needs each batch's product ids"):
+        model.train_step(batch)
+    batch["product"] = tf.range(16) % 4
+    logs = model.train_step(batch)
+    assert np.isfinite(float(logs["domain_loss"]))
+    with pytest.raises(ValueError, match="hard_negatives=0.5 would be ignored"):
+        PLDTConfig(**TINY, variant="rf+dd-neg", hard_negatives=0.5)

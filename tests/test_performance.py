@@ -182,3 +182,23 @@ def test_bfloat16_train_step_returns_finite_float32_losses(mixed_bfloat16):
         assert value.dtype == tf.float32, name
         assert np.isfinite(float(value)), name
     assert all(v.dtype == "float32" for v in model.converter.trainable_variables)
+
+
+def test_auto_precision_is_bfloat16_only_on_a_cpu_with_native_bf16(tmp_path, monkeypatch):
+    from keras_pldt import precision as M
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n")
+    assert M.cpu_bf16_flags(info) == ["amx_bf16"]
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma f16c\n")
+    assert M.cpu_bf16_flags(info) == []
+    assert M.cpu_bf16_flags(tmp_path / "absent") == []
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    monkeypatch.setattr(M, "cpu_bf16_flags", lambda: ["avx512_bf16"])
+    assert M.auto_precision() == ("float32" if gpu else "bfloat16")
+    model = PLDT(PLDTConfig(**TINY, precision="auto"))
+    assert model.config.precision == M.auto_precision()
+    assert model.converter.compute_dtype == M.POLICIES[M.auto_precision()].removeprefix("mixed_")
+    monkeypatch.setattr(M, "cpu_bf16_flags", lambda: [])
+    assert M.auto_precision() == "float32"
+    assert PLDT(PLDTConfig(**TINY, precision="auto")).converter.compute_dtype == "float32"

@@ -20,7 +20,10 @@ from keras_pldt import train
 from keras_pldt.config import get_preset
 from keras_pldt.datasets.synthetic import generate
 
-TINY = ["--image-size", "32", "--base-filters", "4", "--batch-size", "8", "--quiet"]
+# float32 whatever the host (the default, --precision auto, is bfloat16 on CPUs with AMX or
+# AVX512_BF16): the comparisons below do not depend on the machine.
+TINY = ["--image-size", "32", "--base-filters", "4", "--batch-size", "8", "--quiet",
+        "--precision", "float32"]  # fmt: skip
 ENV = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
        "TF_DETERMINISTIC_OPS": "1", "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
 
@@ -348,3 +351,24 @@ def test_short_robust_runs_are_told_the_epochs_that_reach_the_measured_length():
     assert f"gives {updates}" in note
     assert train.length_note(config.replace(epochs=epochs), steps_per_epoch=7) is None
     assert train.length_note(get_preset("paper"), steps_per_epoch=7) is None  # no L1 anchor
+
+
+def test_precision_auto_is_the_default_and_the_run_records_what_it_chose(
+    tmp_path, tiny_data, capsys, monkeypatch
+):
+    from keras_pldt import precision as M
+
+    assert train.resolve_config(train.build_parser().parse_args([])).precision == "auto"
+    monkeypatch.setattr(M, "cpu_bf16_flags", lambda: ["amx_bf16"])
+    chosen = M.auto_precision()  # bfloat16, float32 where a GPU is visible
+    run_dir = tmp_path / "run"
+    args = ["--data", str(tiny_data), "--run-dir", str(run_dir), "--image-size", "32",
+            "--base-filters", "4", "--batch-size", "8", "--quiet", "--epochs", "1",
+            "--decay-epochs", "0"]  # fmt: skip
+    assert train.main(args) == 0
+    out = capsys.readouterr().out
+    assert json.loads((run_dir / "config.json").read_text())["precision"] == chosen
+    assert ("precision: bfloat16 (auto: this CPU has amx_bf16" in out) == (chosen == "bfloat16")
+    monkeypatch.setattr(M, "cpu_bf16_flags", lambda: [])
+    assert train.main(args) == 0  # the same run on a host without bf16: resumes in float32
+    assert json.loads((run_dir / "config.json").read_text())["precision"] == "float32"
