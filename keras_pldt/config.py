@@ -17,7 +17,7 @@ VARIANTS = ("rf+dd", "rf", "mse", "rf+dd-neg")
 
 ADVERSARIAL_LOSSES = ("bce", "hinge", "lsgan")
 PRECISIONS = ("float32", "bfloat16", "mixed_float16", "auto")
-"""Compute precisions; "auto" is `keras_pldt.model.auto_precision()` when the model is built."""
+"""Compute precisions; "auto" is `keras_pldt.precision.auto_precision()` when the model is built."""
 DIFF_AUGMENTATIONS = ("color", "translation", "cutout")
 """Policies of `diff_augment`: DiffAugment of everything the discriminators see."""
 SOURCE_AUGMENTATIONS = ("flip", "crop", "rotate", "light")
