@@ -39,6 +39,11 @@ METHODS = {
     # The preset with half of D_A's unassociated targets drawn as the batch's most similar
     # other product (`hard_negatives`).
     "robust+hardneg": {**ROBUST_AT_5E4, "joint_domain_batch": True, "hard_negatives": 0.5},
+    # Single switches on the preset as it is, measured on the synthetic set at scale.
+    "robust+hardneg1": {**ROBUST_AT_5E4, "joint_domain_batch": True, "hard_negatives": 1.0},
+    "robust+L1x3": {**ROBUST_AT_5E4, "joint_domain_batch": True, "reconstruction_weight": 300.0},
+    "robust+EMA.995": {**ROBUST_AT_5E4, "joint_domain_batch": True, "ema_decay": 0.995},
+    "robust(lr2e-4,joint)": {**ROBUST_AT_2E4, "joint_domain_batch": True},
     # The preset at 2e-4, and without its source augmentation.
     "robust(lr2e-4)": ROBUST_AT_2E4,
     "robust(no-srcaug)": ROBUST_AT_2E4_NO_SRCAUG,

@@ -121,6 +121,7 @@ def exported(tmp_path_factory, real_photos):
     import tensorflow as tf
 
     from keras_pldt.config import PLDTConfig
+    from keras_pldt.data.pipeline import without_autotune
     from keras_pldt.export import export
     from keras_pldt.networks import build_converter
     from keras_pldt.run import RunFolder
@@ -146,7 +147,7 @@ def exported(tmp_path_factory, real_photos):
     config = PLDTConfig(base_filters=8, image_size=EXPORT_SIZE, subpixel_convs=False)
     model = build_converter(config)
     model.compile(optimizer=keras.optimizers.Adam(2e-3, beta_1=0.5), loss="mse")
-    data = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(16)
+    data = without_autotune(tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(16))
     model.fit(data, steps_per_epoch=30, epochs=1, verbose=0)
     run = RunFolder(root / "run")
     run.prepare(config, {"data": str(photos)})

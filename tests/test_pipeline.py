@@ -100,6 +100,18 @@ def test_uncached_equals_cached(make_lookbook):
     assert_same(batches(a.test), batches(b.test))
 
 
+def test_every_pipeline_runs_without_the_autotuner(make_lookbook):
+    """Autotuning makes ending an iterator wait for its thread's timer (`without_autotune`):
+    the pipelines a run ends (training, uncached training, val/test) all have it off."""
+    root = make_lookbook(products=40, sources=2)
+    kw = dict(image_size=S, batch_size=4, verbose=False)
+    for p in (build_pipelines(root, **kw), build_pipelines(root, cache=False, **kw)):
+        for ds in (p.train, p.train_for_epochs(1, 3), p.val, p.test):
+            assert ds.options().autotune.enabled is False
+    default = build_pipelines(root, **kw).train.unbatch()  # options carry to what is built on
+    assert default.options().autotune.enabled is False
+
+
 def test_drop_remainder_false_keeps_every_source(make_lookbook):
     root = make_lookbook(products=7, sources=3)
     p = build_pipelines(root, image_size=S, batch_size=4, drop_remainder=False, verbose=False)

@@ -8,6 +8,8 @@ unassociated target is another sample's target. Pixels in [-1, 1].
 import numpy as np
 import tensorflow as tf
 
+from keras_pldt.data.pipeline import without_autotune
+
 
 def toy_arrays(n, size=32, seed=0):
     rng = np.random.default_rng(seed)
@@ -29,4 +31,4 @@ def toy_dataset(n=64, size=32, batch=16, seed=0, repeat=True):
     ds = tf.data.Dataset.from_tensor_slices(arrays)
     if repeat:
         ds = ds.shuffle(n, seed=seed).repeat()
-    return ds.batch(batch, drop_remainder=True)
+    return without_autotune(ds.batch(batch, drop_remainder=True))
