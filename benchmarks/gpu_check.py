@@ -122,6 +122,7 @@ def _options(args, **kw) -> argparse.Namespace:
         threads=args.threads,
         precision="float32",
         preset="paper",
+        set=[],
         jit_compile=False,
         separate_calls=False,
         native_convs=False,

@@ -16,6 +16,8 @@ Then they are timed alternately, `--rounds` times `--steps` steps each (ours, re
 DiffAugment, feature matching, source augmentation and resize upsampling). For a preset other
 than `paper` a third worker runs our paper step at the same width, alternating with the
 others, and the row adds the preset's step time relative to the paper's (`step_vs_paper`).
+`--set FIELD=VALUE` (repeatable) changes one field of our step over the preset, e.g.
+`--preset robust --set joint_domain_batch=false`, and compares with the paper step too.
 `--native-convs` turns off the sub-pixel stride-2 kernels (`subpixel_convs`).
 
 Printed per width: images/s of each and the ratio ours/reference; the step's FLOPs (analytic,
@@ -151,11 +153,16 @@ def _set_threads(n: int) -> None:
 
 
 def step_config(args, width: int, preset: str | None = None):
-    """The `PLDTConfig` of our timed step: `preset` (default `args.preset`) at `width`."""
+    """The `PLDTConfig` of our timed step: `preset` (default `args.preset`, with the `--set`
+    fields) at `width`; the paper step of a comparison (`preset="paper"`) without them."""
     from keras_pldt.config import get_preset
+    from keras_pldt.train import set_overrides
 
+    preset = preset or args.preset
+    overrides = set_overrides(args.set) if preset == args.preset else {}
     return get_preset(
-        preset or args.preset,
+        preset,
+        **overrides,
         image_size=args.size,
         base_filters=width,
         batch_size=args.batch,
@@ -329,6 +336,7 @@ class Worker:
         cmd += ["--batch", str(args.batch), "--size", str(args.size)]
         cmd += ["--threads", str(args.threads), "--precision", args.precision]
         cmd += ["--worker-preset", preset or args.preset]
+        cmd += [f"--set={item}" for item in args.set]
         cmd += ["--jit-compile"] if args.jit_compile else []
         cmd += ["--separate-calls"] if args.separate_calls else []
         cmd += ["--native-convs"] if args.native_convs else []
@@ -373,7 +381,8 @@ class Worker:
 # ---------------------------------------------------------------------------- comparisons
 def bench_width(args, width: int, mach: dict) -> dict:
     ours = Worker("ours", args, width)
-    paper = Worker("ours", args, width, preset="paper") if args.preset != "paper" else None
+    compare = args.preset != "paper" or args.set
+    paper = Worker("ours", args, width, preset="paper") if compare else None
     ref = Worker("torch", args, width)
     t_ours, t_paper, t_ref = [], [], []
     for _ in range(args.rounds):
@@ -395,6 +404,7 @@ def bench_width(args, width: int, mach: dict) -> dict:
         "batch": args.batch,
         "image_size": args.size,
         "preset": args.preset,
+        "set": list(args.set),
         "precision": args.precision,
         "jit_compile": args.jit_compile,
         "subpixel_convs": not args.native_convs,
@@ -416,7 +426,7 @@ def bench_width(args, width: int, mach: dict) -> dict:
         "ours_peak_rss_mb": rss_ours,
         "reference_peak_rss_mb": rss_ref,
     }
-    vs_paper = ""
+    vs_paper, recipe = "", " ".join([args.preset, *args.set])
     if t_paper:
         row["paper_step_s"] = [round(t, 4) for t in t_paper]
         row["step_vs_paper"] = round(best_o / min(t_paper), 3)
@@ -424,11 +434,11 @@ def bench_width(args, width: int, mach: dict) -> dict:
             statistics.median(t_ours) / statistics.median(t_paper), 3
         )
         vs_paper = (
-            f"\n    {args.preset} step / paper step {row['step_vs_paper']:.3f} "
+            f"\n    {recipe} step / paper step {row['step_vs_paper']:.3f} "
             f"(median {row['step_vs_paper_median']:.3f}); paper step_s {row['paper_step_s']}"
         )
     print(
-        f"width {width:4d} B={args.batch} {args.size}px {args.preset} {args.precision:8s} "
+        f"width {width:4d} B={args.batch} {args.size}px {recipe} {args.precision:8s} "
         f"ours {ips_o:7.2f} img/s  ref(fp32 torch) {ips_r:7.2f} img/s  "
         f"ratio {row['ratio_best']:.3f} (median {row['ratio_median']:.3f})\n"
         f"    step {flops / 1e9:.1f} GFLOP: ours {gf_o:.1f} GFLOP/s = {gf_o / peak:.1%} of peak, "
@@ -446,6 +456,7 @@ def run_key(args, width: int) -> str:
     key += "" if args.preset == "paper" else f"-{args.preset}"
     key += "-native" if args.native_convs else ""
     key += "-separate" if args.separate_calls else ""
+    key += "".join(f"-{item}" for item in args.set)
     return key + f"/width{width}"
 
 
@@ -506,6 +517,14 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--rounds", type=int, default=2, help="alternating timing rounds")
     ap.add_argument("--precision", choices=PRECISIONS, default="float32", help="our precision")
     ap.add_argument("--preset", choices=PRESETS, default="paper", help="recipe of our step")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a PLDTConfig field of our step over --preset, as train's --set (repeatable); "
+        "the row then adds the step relative to the paper step",
+    )
     ap.add_argument("--jit-compile", action="store_true", help="XLA (slow on CPU, not default)")
     ap.add_argument(
         "--native-convs", action="store_true", help="TensorFlow's stride-2 convs (no sub-pixel)"

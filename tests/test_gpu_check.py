@@ -66,3 +66,22 @@ def test_dry_run_writes_every_row(tmp_path):
     )
     assert training["learns"] is falling
     assert f"wrote {out}" in proc.stdout
+
+
+def test_benchmark_set_changes_our_step_and_not_the_paper_step():
+    """`train_step.py --set`: the field over the preset in our step and in the row's key; the
+    paper step it is compared with keeps the paper's setting."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_step", SCRIPT.parent / "train_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = bench.parser().parse_args(
+        ["--preset", "robust", "--set", "joint_domain_batch=false", "--set", "ema_decay=0.5"]
+    )
+    ours, paper = bench.step_config(args, 8), bench.step_config(args, 8, "paper")
+    assert (ours.joint_domain_batch, ours.ema_decay, ours.spectral_norm) == (False, 0.5, True)
+    assert (paper.ema_decay, paper.spectral_norm, paper.base_filters) == (0.0, False, 8)
+    key = bench.run_key(args, 8)
+    assert "joint_domain_batch=false" in key and "ema_decay=0.5" in key
+    assert bench.run_key(bench.parser().parse_args([]), 8) == "float32/width8"
