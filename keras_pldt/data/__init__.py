@@ -37,7 +37,15 @@ _LAZY = {
         "lookbook",
     ),
     **dict.fromkeys(
-        ("Pipelines", "SplitData", "build_pipelines", "make_splits", "resolve_split"), "pipeline"
+        (
+            "Pipelines",
+            "SplitData",
+            "build_pipelines",
+            "make_splits",
+            "resolve_split",
+            "without_autotune",
+        ),
+        "pipeline",
     ),
     **dict.fromkeys(("Issue", "Report", "check_image", "verify_dataset"), "verify"),
 }

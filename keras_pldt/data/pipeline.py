@@ -47,7 +47,14 @@ from .lookbook import (
 )
 from .verify import Report, verify_dataset
 
-__all__ = ["Pipelines", "SplitData", "build_pipelines", "make_splits", "resolve_split"]
+__all__ = [
+    "Pipelines",
+    "SplitData",
+    "build_pipelines",
+    "make_splits",
+    "resolve_split",
+    "without_autotune",
+]
 
 AUTOTUNE = tf.data.AUTOTUNE
 
