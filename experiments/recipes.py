@@ -44,6 +44,13 @@ METHODS = {
     "robust+L1x3": {**ROBUST_AT_5E4, "joint_domain_batch": True, "reconstruction_weight": 300.0},
     "robust+EMA.995": {**ROBUST_AT_5E4, "joint_domain_batch": True, "ema_decay": 0.995},
     "robust(lr2e-4,joint)": {**ROBUST_AT_2E4, "joint_domain_batch": True},
+    "robust+contrast": {**ROBUST_AT_5E4, "joint_domain_batch": True, "code_contrast_weight": 1.0},
+    # C+MSE with the same augmentation and the code contrast: whether it is D_A that gains.
+    "C+MSE+srcaug+contrast": {
+        "variant": "mse",
+        "source_augment": "flip,crop",
+        "code_contrast_weight": 1.0,
+    },
     # The preset at 2e-4, and without its source augmentation.
     "robust(lr2e-4)": ROBUST_AT_2E4,
     "robust(no-srcaug)": ROBUST_AT_2E4_NO_SRCAUG,

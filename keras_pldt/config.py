@@ -57,6 +57,7 @@ class PLDTConfig:
     frequency_weight: float = 0.0  # focal frequency loss to the target (losses.focal_frequency)
     feature_matching_weight: float = 0.0  # D_A features of (I_S, C(I_S)) vs (I_S, I_T)
     identity_weight: float = 0.0  # C(I_T) = I_T (losses.identity_l1)
+    code_contrast_weight: float = 0.0  # losses.code_contrast: code(I_S) picks its I_T
     # discriminators
     spectral_norm: bool = False
     real_fake_patches: bool = False
@@ -137,6 +138,7 @@ class PLDTConfig:
             "frequency_weight",
             "feature_matching_weight",
             "identity_weight",
+            "code_contrast_weight",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -244,7 +246,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "objective": (
         "variant", "adversarial_loss", "reconstruction_weight", "reconstruction_lowpass",
         "ssim_weight", "gradient_weight", "frequency_weight", "feature_matching_weight",
-        "identity_weight",
+        "identity_weight", "code_contrast_weight",
     ),
     "discriminators": (
         "spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout",

@@ -69,11 +69,35 @@ def converter_adversarial_term(generated_logits, kind: str = "bce"):
     raise ValueError(f"unknown adversarial loss {kind!r}")
 
 
+def code_contrast(source_code, target_code, product=None, temperature: float = 0.1):
+    """InfoNCE (van den Oord et al. 2018, in CLIP's form) between the converter's codes of the
+    sources and of the batch's product images: each source's code must be nearer (cosine, over
+    `temperature`) to its own product's image than to the batch's other products' (rows of the
+    same `product` are not counted as others). A product-identity signal for the encoder that
+    needs no class count and holds for products never trained on."""
+
+    def unit(code):
+        code = tf.cast(code, tf.float32)
+        return tf.math.l2_normalize(tf.reshape(code, [tf.shape(code)[0], -1]), axis=1)
+
+    logits = tf.matmul(unit(source_code), unit(target_code), transpose_b=True) / temperature
+    n = tf.shape(logits)[0]
+    if product is not None:
+        product = tf.reshape(tf.cast(product, tf.int32), [-1])
+        same = tf.equal(product[:, None], product[None, :]) & ~tf.eye(n, dtype=tf.bool)
+        logits = tf.where(same, tf.fill(tf.shape(logits), -1e9), logits)
+    labels = tf.range(n)
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    )
+
+
 class Term(NamedTuple):
     """One weighted term of the converter's objective. `fn(views)` reads what it needs from
     the model's views of a batch: `source`, `target`, `generated`, `converter`, the logits
-    `real_fake` = D_R(C(I_S)) and `domain` = D_A(I_S, C(I_S)), and `domain_features` =
-    (D_A features of (I_S, I_T), of (I_S, C(I_S)))."""
+    `real_fake` = D_R(C(I_S)) and `domain` = D_A(I_S, C(I_S)), `domain_features` =
+    (D_A features of (I_S, I_T), of (I_S, C(I_S))), the codes `source_code` and `target_code`,
+    and the batch's `product` ids (or None): `ConverterViews`."""
 
     name: str
     weight: float
@@ -85,7 +109,8 @@ def converter_terms(config) -> list[Term]:
 
     Eq. 6 (non-saturating): 1/2 D_R term + 1/2 D_A term (the D_R term alone for C+RF); C+MSE's
     pixel MSE; then the config's extra terms (L1, SSIM, gradient difference, focal frequency,
-    D_A feature matching, identity), each with its weight. The objective is their weighted sum.
+    D_A feature matching, identity, code contrast), each with its weight. The objective is
+    their weighted sum.
     """
     kind, terms = config.adversarial_loss, []
     adversarial = 0.5 if config.uses_domain else 1.0
@@ -108,6 +133,10 @@ def converter_terms(config) -> list[Term]:
             lambda v: feature_matching(*v.domain_features),
         ),
         "identity": (config.identity_weight, lambda v: identity_l1(v.converter, v.target)),
+        "code_contrast": (
+            config.code_contrast_weight,
+            lambda v: code_contrast(v.source_code, v.target_code, v.product),
+        ),
     }
     terms += [Term(name, weight, fn) for name, (weight, fn) in extras.items() if weight]
     return terms
@@ -230,3 +259,101 @@ def feature_matching(real_features, fake_features):
         for r, f in zip(real_features, fake_features, strict=True)
     ]
     return tf.add_n(terms) / len(terms)
+
+
+class ConverterViews:
+    """What the converter's terms read (`Term`) from the model and a batch, each computed once,
+    on first use.
+
+    With `joint_domain_batch`, D_A sees the generated pairs in the same batch as in its own
+    update (associated, unassociated and generated pairs), so its batch statistics are those
+    it was trained with."""
+
+    def __init__(
+        self, model, source, target, generated, training: bool, unassociated, code, product
+    ):
+        self.model, self.training = model, training
+        self.source, self.target, self.generated = source, target, generated
+        self.unassociated, self.product = unassociated, product
+        self.converter = model.converter
+        self._code = code
+        self._cache = {}
+
+    def _once(self, key, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    @property
+    def source_code(self):
+        """The converter's code of I_S: that of the pass that made `generated` when given."""
+        if self._code is not None:
+            return self._code
+        encoder = self.converter.get_layer("encoder")
+        return self._once("source_code", lambda: encoder(self.source, training=self.training))
+
+    @property
+    def target_code(self):
+        """The converter's code of I_T, in inference mode (as `identity_l1`: product images
+        must not shift the statistics that sources are normalised with)."""
+        encoder = self.converter.get_layer("encoder")
+        return self._once("target_code", lambda: encoder(self.target, training=False))
+
+    @property
+    def real_fake(self):
+        """D_R(C(I_S)): logits of the generated images."""
+        m = self.model
+        return self._once(
+            "real_fake",
+            lambda: m.real_fake_discriminator(
+                m._augment(self.generated, self.training), training=self.training
+            ),
+        )
+
+    @property
+    def domain(self):
+        """D_A(I_S, C(I_S)): logits of the generated pairs."""
+        if self.model._domain_features is not None:
+            return self._features()[1][-1]
+        if self.model.config.joint_domain_batch:
+            return self._joint(self.model.domain_discriminator)[-1]
+        m, training = self.model, self.training
+
+        def logits():
+            fake_pair = m._augment(m._pair(self.source, self.generated), training)
+            return m.domain_discriminator(fake_pair, training=training)
+
+        return self._once("domain", logits)
+
+    @property
+    def domain_features(self):
+        """(D_A features of (I_S, I_T), D_A features of (I_S, C(I_S))), logits left out."""
+        real, fake = self._features()
+        return real[:-1], fake[:-1]
+
+    def _joint(self, network):
+        """`network` (D_A or its taps) on D_A's pairings of this update, as one batch."""
+        m = self.model
+
+        def outputs():
+            pairs = m._domain_pairs(
+                self.source, self.target, self.unassociated, self.generated, self.training
+            )
+            return m._discriminate(network, pairs, self.training, joint=True)
+
+        return self._once("joint", outputs)
+
+    def _features(self):
+        m, training = self.model, self.training
+        if m.config.joint_domain_batch:
+            outputs = self._joint(m._domain_features)
+            return outputs[0], outputs[-1]
+
+        def taps():
+            fake_pair = m._augment(m._pair(self.source, self.generated), training)
+            fake = m._domain_features(fake_pair, training=training)
+            real_pair = m._augment(m._pair(self.source, self.target), training)
+            real = m._domain_features(real_pair, training=training)
+            return real, fake
+
+        return self._once("features", taps)

@@ -295,11 +295,16 @@ class PLDT(keras.Model):
         """Algorithm 1: generate, update D_R (Eq. 2), update D_A (Eq. 5), then the converter
         against the updated discriminators (Eq. 6 and the config's extra terms)."""
         source, target, unassociated = self._unpack(data)
+        product = data.get("product") if isinstance(data, dict) else None
         self._diff_augment_calls = 0  # numbers this step's DiffAugment draws (at trace time)
         source = self._augment_sources(source)
-        tape = tf.GradientTape()
+        tape, code = tf.GradientTape(), None
         with tape:
-            generated = self.converter(source, training=True)
+            if self.config.code_contrast_weight:  # the same pass, its code kept
+                code = self.converter.get_layer("encoder")(source, training=True)
+                generated = self.converter.get_layer("decoder")(code, training=True)
+            else:
+                generated = self.converter(source, training=True)
         fake = tf.stop_gradient(generated)
         logs = {}
         if self.real_fake_discriminator is not None:
@@ -313,7 +318,9 @@ class PLDT(keras.Model):
             )
         logs["converter"] = self._update(
             "converter",
-            lambda: self._converter_objective(source, target, generated, True, unassociated),
+            lambda: self._converter_objective(
+                source, target, generated, True, unassociated, code, product
+            ),
             tape,
         )
         self._update_ema()
@@ -434,10 +441,14 @@ class PLDT(keras.Model):
             loss += self.config.r1_weight * losses.r1_penalty(d_a, inputs[0])
         return loss, accuracy
 
-    def _converter_objective(self, source, target, generated, training: bool, unassociated=None):
+    def _converter_objective(
+        self, source, target, generated, training, unassociated=None, code=None, product=None
+    ):
         """(the converter's loss, {term: value}): the weighted sum of `self.terms`
         (`losses.converter_terms`: Eq. 6 and the config's extra terms)."""
-        views = _ConverterViews(self, source, target, generated, training, unassociated)
+        views = losses.ConverterViews(
+            self, source, target, generated, training, unassociated, code, product
+        )
         values = {term.name: term.fn(views) for term in self.terms}
         loss = tf.add_n([term.weight * values[term.name] for term in self.terms])
         return loss, values
@@ -473,9 +484,12 @@ class PLDT(keras.Model):
     def test_step(self, data):
         """The same losses and accuracies in inference mode, plus RMSE to the target in [0, 1]."""
         source, target, unassociated = self._unpack(data)
+        product = data.get("product") if isinstance(data, dict) else None
         generated = self.converter(source, training=False)
         logs = {
-            "converter": self._converter_objective(source, target, generated, False, unassociated)
+            "converter": self._converter_objective(
+                source, target, generated, False, unassociated, None, product
+            )
         }
         if self.real_fake_discriminator is not None:
             logs["real_fake"] = self._real_fake_terms(target, generated, training=False)
@@ -516,82 +530,3 @@ def _rmse01(generated, target):
     """RMSE between images mapped from [-1, 1] to [0, 1] (the units of Table 3)."""
     diff = (tf.cast(generated, tf.float32) - tf.cast(target, tf.float32)) / 2.0
     return tf.sqrt(tf.reduce_mean(tf.square(diff)))
-
-
-class _ConverterViews:
-    """What the converter's terms read (`losses.Term`), each computed once, on first use.
-
-    With `joint_domain_batch`, D_A sees the generated pairs in the same batch as in its own
-    update (associated, unassociated and generated pairs), so its batch statistics are those
-    it was trained with."""
-
-    def __init__(self, model: PLDT, source, target, generated, training: bool, unassociated):
-        self.model, self.training = model, training
-        self.source, self.target, self.generated = source, target, generated
-        self.unassociated = unassociated
-        self.converter = model.converter
-        self._cache = {}
-
-    def _once(self, key, fn):
-        if key not in self._cache:
-            self._cache[key] = fn()
-        return self._cache[key]
-
-    @property
-    def real_fake(self):
-        """D_R(C(I_S)): logits of the generated images."""
-        m = self.model
-        return self._once(
-            "real_fake",
-            lambda: m.real_fake_discriminator(
-                m._augment(self.generated, self.training), training=self.training
-            ),
-        )
-
-    @property
-    def domain(self):
-        """D_A(I_S, C(I_S)): logits of the generated pairs."""
-        if self.model._domain_features is not None:
-            return self._features()[1][-1]
-        if self.model.config.joint_domain_batch:
-            return self._joint(self.model.domain_discriminator)[-1]
-        m, training = self.model, self.training
-
-        def logits():
-            fake_pair = m._augment(m._pair(self.source, self.generated), training)
-            return m.domain_discriminator(fake_pair, training=training)
-
-        return self._once("domain", logits)
-
-    @property
-    def domain_features(self):
-        """(D_A features of (I_S, I_T), D_A features of (I_S, C(I_S))), logits left out."""
-        real, fake = self._features()
-        return real[:-1], fake[:-1]
-
-    def _joint(self, network):
-        """`network` (D_A or its taps) on D_A's pairings of this update, as one batch."""
-        m = self.model
-
-        def outputs():
-            pairs = m._domain_pairs(
-                self.source, self.target, self.unassociated, self.generated, self.training
-            )
-            return m._discriminate(network, pairs, self.training, joint=True)
-
-        return self._once("joint", outputs)
-
-    def _features(self):
-        m, training = self.model, self.training
-        if m.config.joint_domain_batch:
-            outputs = self._joint(m._domain_features)
-            return outputs[0], outputs[-1]
-
-        def taps():
-            fake_pair = m._augment(m._pair(self.source, self.generated), training)
-            fake = m._domain_features(fake_pair, training=training)
-            real_pair = m._augment(m._pair(self.source, self.target), training)
-            real = m._domain_features(real_pair, training=training)
-            return real, fake
-
-        return self._once("features", taps)

@@ -114,3 +114,19 @@ def test_focal_frequency_weights_the_worst_frequencies_fully():
     assert float(losses.focal_frequency(noisy, target)) < 0.7 * float(
         losses.pixel_mse(noisy, target)
     )
+
+
+def test_code_contrast_is_low_for_matching_codes_and_ignores_same_product_rows():
+    """InfoNCE over the batch: near 0 when each source's code is its own product image's (and
+    the others orthogonal), log(n)-ish when codes are unrelated; rows of the same product are
+    not negatives."""
+    eye = np.eye(4, 8, dtype="float32")[:, None, None, :]  # codes shaped [B, 1, 1, d]
+    matched = float(losses.code_contrast(tf.constant(eye), tf.constant(eye)))
+    shifted = float(losses.code_contrast(tf.constant(eye), tf.constant(np.roll(eye, 1, 0))))
+    assert matched < 1e-3 < np.log(4) < shifted
+    twins = eye.copy()
+    twins[1] = twins[0]  # rows 0 and 1: the same product, the same image
+    unmasked = float(losses.code_contrast(tf.constant(twins), tf.constant(twins)))
+    product = tf.constant([7, 7, 8, 9])
+    masked = float(losses.code_contrast(tf.constant(twins), tf.constant(twins), product))
+    assert masked < 1e-3 and unmasked > 0.5 * np.log(2)

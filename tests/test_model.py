@@ -90,6 +90,32 @@ def test_learns_the_toy_problem(variant):
     assert trained < 0.6 * untrained, (untrained, trained)
 
 
+def test_code_contrast_trains_the_encoder_to_name_the_product():
+    """`code_contrast_weight`: the term is tracked, the converter's output is that of one pass
+    (encoder then decoder), and training lowers the term on the toy problem."""
+    keras.utils.set_random_seed(4)
+    model = PLDT(PLDTConfig(variant="mse", code_contrast_weight=1.0, **TINY))
+    model.compile(converter_optimizer=adam(2e-3))
+    batch = one_batch(seed=3)
+    np.testing.assert_array_equal(
+        model.converter.get_layer("decoder")(model.converter.get_layer("encoder")(batch["source"])),
+        model.converter(batch["source"]),
+    )
+
+    def term():
+        source, target = batch["source"], batch["target"]
+        generated = model.converter(source, training=False)
+        return float(
+            model._converter_objective(source, target, generated, False)[1]["code_contrast"]
+        )
+
+    first = term()
+    history = model.fit(toy_dataset(64, 32, 16, seed=3), steps_per_epoch=40, epochs=1, verbose=0)
+    assert "converter_code_contrast" in history.history
+    after = term()
+    assert np.isfinite(first) and after < 0.5 * first, (first, after)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_fits(variant):
     model = PLDT(PLDTConfig(variant=variant, **TINY))
