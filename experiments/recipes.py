@@ -45,6 +45,7 @@ METHODS = {
     "robust+EMA.995": {**ROBUST_AT_5E4, "joint_domain_batch": True, "ema_decay": 0.995},
     "robust(lr2e-4,joint)": {**ROBUST_AT_2E4, "joint_domain_batch": True},
     "robust+contrast": {**ROBUST_AT_5E4, "joint_domain_batch": True, "code_contrast_weight": 1.0},
+    "robust+projection": {**ROBUST_AT_5E4, "joint_domain_batch": True, "domain_projection": True},
     # C+MSE with the same augmentation and the code contrast: whether it is D_A that gains.
     "C+MSE+srcaug+contrast": {
         "variant": "mse",

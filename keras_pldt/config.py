@@ -65,6 +65,7 @@ class PLDTConfig:
     discriminator_dropout: float = 0.0
     joint_domain_batch: bool = False  # D_A's batch norm sees an update's pairings as one batch
     hard_negatives: float = 0.0  # share of I_T^- drawn as the batch's most similar other product
+    domain_projection: bool = False  # D_A as a projection critic: <e(I_S), phi(I_T)> + psi(phi)
     # augmentation
     diff_augment: str = ""  # DiffAugment of what the discriminators see: color,translation,cutout
     source_augment: str = ""  # random views of the training sources: flip,crop,rotate,light
@@ -250,7 +251,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "discriminators": (
         "spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout",
-        "joint_domain_batch", "hard_negatives",
+        "joint_domain_batch", "hard_negatives", "domain_projection",
     ),
     "augmentation": ("diff_augment", "source_augment"),
     "schedule": (
@@ -266,7 +267,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 DISCRIMINATOR_SWITCHES = (
     "adversarial_loss", "feature_matching_weight", "spectral_norm", "real_fake_patches",
     "r1_weight", "discriminator_dropout", "diff_augment", "discriminator_lr_multiplier",
-    "joint_domain_batch", "hard_negatives",
+    "joint_domain_batch", "hard_negatives", "domain_projection",
 )  # fmt: skip
 #: The converter's pixel terms beside the adversarial ones (Table 2's C+MSE has none of them).
 PIXEL_TERMS = ("reconstruction_weight", "ssim_weight", "gradient_weight", "frequency_weight")

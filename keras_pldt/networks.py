@@ -161,8 +161,10 @@ def _conv_stack(
     dropout: float = 0.0,
     grouped: bool = False,
     widths: list[int] | None = None,
+    prefix: str = "",
 ):
-    """Table 1a layers 1-4: 5x5 stride-2 convs, BN from layer 2, LeakyReLU."""
+    """Table 1a layers 1-4: 5x5 stride-2 convs, BN from layer 2, LeakyReLU (layer names
+    after `prefix`)."""
     conv2d = _conv_layers(config)[0]
     leaky_relu = _leaky_relu_layer(config, portable=not grouped)
     if widths is None:
@@ -175,16 +177,16 @@ def _conv_stack(
             padding="same",
             use_bias=i == 0,
             kernel_initializer=_init(config),
-            name=f"conv{i + 1}",
+            name=f"{prefix}conv{i + 1}",
         )
         if spectral_norm:
-            conv = _spectral_norm(conv, f"sn_conv{i + 1}")
+            conv = _spectral_norm(conv, f"{prefix}sn_conv{i + 1}")
         x = conv(x)
         if i > 0:
-            x = _batch_norm(config, f"bn{i + 1}", grouped)(x)
-        x = leaky_relu(config.leaky_slope, name=f"lrelu{i + 1}")(x)
+            x = _batch_norm(config, f"{prefix}bn{i + 1}", grouped)(x)
+        x = leaky_relu(config.leaky_slope, name=f"{prefix}lrelu{i + 1}")(x)
         if dropout:
-            x = layers.Dropout(dropout, name=f"dropout{i + 1}")(x)
+            x = layers.Dropout(dropout, name=f"{prefix}dropout{i + 1}")(x)
     return x
 
 
@@ -295,5 +297,37 @@ def build_real_fake_discriminator(config: PLDTConfig) -> keras.Model:
 
 
 def build_domain_discriminator(config: PLDTConfig) -> keras.Model:
-    """D_A (Table 1a, right column): source, target stacked on channels -> logit 'associated'."""
-    return _build_discriminator(config, 6, "domain_discriminator")
+    """D_A (Table 1a, right column): source, target stacked on channels -> logit 'associated'.
+
+    With `config.domain_projection`, a projection critic (Miyato & Koyama 2018) on the same
+    6-channel input: a Table 1a stack on the target to features phi(I_T) (code_dim wide), one
+    on the source to an embedding e(I_S), and the logit psi(phi(I_T)) + <e(I_S), phi(I_T)>.
+    The inner product makes "which product goes with this source" a comparison of two
+    embeddings, where the channel-stacked D_A must learn it from pixels side by side.
+    """
+    if not config.domain_projection:
+        return _build_discriminator(config, 6, "domain_discriminator")
+    size = config.image_size
+    pair = keras.Input((size, size, 6), name="pair")
+    options = dict(spectral_norm=config.spectral_norm, dropout=config.discriminator_dropout)
+
+    def embedding(x, prefix, name):
+        x = _conv_stack(x, config, grouped=True, prefix=prefix, **options)
+        conv = layers.Conv2D(
+            config.code_dim, 4, padding="valid", kernel_initializer=_init(config), name=name
+        )
+        if config.spectral_norm:
+            conv = _spectral_norm(conv, f"sn_{name}")
+        return layers.Flatten(name=f"{name}_flat")(conv(x))
+
+    source = layers.Identity(name="pair_source")(pair[..., :3])
+    target = layers.Identity(name="pair_target")(pair[..., 3:])
+    leaky_relu = _leaky_relu_layer(config, portable=False)
+    phi = leaky_relu(config.leaky_slope, name="lrelu_phi")(embedding(target, "", "conv_phi"))
+    e = embedding(source, "source_", "conv_embed")
+    psi = layers.Dense(1, kernel_initializer=_init(config), name="psi")
+    if config.spectral_norm:
+        psi = _spectral_norm(psi, "sn_psi")
+    x = layers.Add(name="projection")([psi(phi), layers.Dot(axes=1, name="match")([e, phi])])
+    logit = layers.Flatten(dtype="float32", name="logit")(x)
+    return keras.Model(pair, logit, name="domain_discriminator")

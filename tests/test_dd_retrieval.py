@@ -20,12 +20,21 @@ def unit(images):
     return (np.asarray(images, np.float32) + 1.0) / 2.0
 
 
-@pytest.fixture(scope="module")
-def trained_model():
-    """A PLDT whose D_A took 150 updates of Algorithm 1's D_A step (Eq. 5: associated, unassociated
-    and generated pairs) on the toy problem; the converter and D_R stay untrained."""
+@pytest.fixture(scope="module", params=[False, True], ids=["stacked", "projection"])
+def trained_model(request):
+    """A PLDT whose D_A (channel-stacked, or the projection critic of `domain_projection`) took
+    150 updates of Algorithm 1's D_A step (Eq. 5: associated, unassociated and generated
+    pairs) on the toy problem; the converter and D_R stay untrained."""
     keras.utils.set_random_seed(0)
-    model = PLDT(PLDTConfig(image_size=32, base_filters=8, batch_size=16, learning_rate=1e-3))
+    model = PLDT(
+        PLDTConfig(
+            image_size=32,
+            base_filters=8,
+            batch_size=16,
+            learning_rate=1e-3,
+            domain_projection=request.param,
+        )
+    )
     model.compile()
 
     @tf.function

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from helpers import sum_ulps, tolerance
+from helpers import assert_close, sum_ulps, tolerance
 
 from keras_pldt.config import PLDTConfig
 from keras_pldt.networks import (
@@ -167,3 +167,29 @@ def test_spectral_norm_keeps_float32_master_weights_under_mixed_precision(precis
         keras.ops.convert_to_numpy(keras.ops.cast(k, compute)).astype("float32") for k in kernels
     ]
     assert any(np.any(r != k) for r, k in zip(rounded, kernels, strict=True))  # not rounded
+
+
+def test_projection_domain_discriminator_scores_an_inner_product_of_two_embeddings():
+    """`domain_projection`: logit = psi(phi(I_T)) + <e(I_S), phi(I_T)>, each stream a Table 1a
+    stack on its half of the 6-channel pair (Miyato & Koyama 2018)."""
+    size, base, code = 32, 4, 8
+    cfg = PLDTConfig(image_size=size, base_filters=base, code_dim=code, domain_projection=True)
+    d = build_domain_discriminator(cfg)
+    assert d.input.shape[1:] == (size, size, 6)
+    stream = encoder_like_params(size, base, 3, code, code=False)
+    assert d.count_params() == 2 * stream + code + 1
+    rng = np.random.default_rng(0)
+    pair = rng.uniform(-1, 1, (4, size, size, 6)).astype("float32")
+    phi = keras.Model(d.input, d.get_layer("lrelu_phi").output)(pair)
+    e = keras.Model(d.input, d.get_layer("conv_embed_flat").output)(pair)
+    psi = d.get_layer("psi")(phi)
+    want = np.asarray(psi)[:, 0] + np.sum(np.asarray(e) * np.asarray(phi), axis=1)
+    got = np.asarray(d(pair))[:, 0]
+    terms = np.abs(np.asarray(psi)).max() + np.abs(np.asarray(e) * np.asarray(phi)).sum(1).max()
+    assert_close(got, want, ulps=64, scale=terms)
+    # the source half moves the logit only through e(I_S), the target half through phi(I_T)
+    other_source = pair.copy()
+    other_source[..., :3] = rng.uniform(-1, 1, (4, size, size, 3))
+    assert not np.allclose(np.asarray(d(other_source)), got)
+    phi_other = keras.Model(d.input, d.get_layer("lrelu_phi").output)(other_source)
+    assert_close(phi_other, phi, ulps=4)
