@@ -176,7 +176,8 @@ class PLDTConfig:
             for name in DISCRIMINATOR_SWITCHES:
                 reasons[name] = f"variant {self.variant!r} trains no discriminator"
         elif not self.uses_domain:
-            for name in ("feature_matching_weight", "joint_domain_batch", "hard_negatives"):
+            domain_only = ("feature_matching_weight", "joint_domain_batch", "hard_negatives")
+            for name in (*domain_only, "domain_projection"):
                 reasons[name] = f"variant {self.variant!r} has no domain discriminator D_A"
         elif self.variant != "rf+dd":
             reasons["hard_negatives"] = f"variant {self.variant!r} has no unassociated pairs"

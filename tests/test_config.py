@@ -75,3 +75,12 @@ def test_groups_cover_every_field_once():
     assert sorted(names) == sorted(PLDTConfig().to_dict())
     assert set(PLDTConfig().runtime()) == set(GROUPS["runtime"])
     assert "precision" not in PLDTConfig().identity() and "variant" in PLDTConfig().identity()
+
+
+@pytest.mark.parametrize("variant", ["rf", "mse"])
+def test_domain_projection_needs_a_domain_discriminator(variant):
+    with pytest.raises(ValueError, match="domain_projection=True would be ignored"):
+        PLDTConfig(variant=variant, domain_projection=True)
+    projected = PLDTConfig(domain_projection=True)
+    assert projected.with_variant(variant).domain_projection is False
+    assert projected.with_variant("rf+dd-neg").domain_projection is True
