@@ -46,6 +46,13 @@ METHODS = {
     "robust(lr2e-4,joint)": {**ROBUST_AT_2E4, "joint_domain_batch": True},
     "robust+contrast": {**ROBUST_AT_5E4, "joint_domain_batch": True, "code_contrast_weight": 1.0},
     "robust+projection": {**ROBUST_AT_5E4, "joint_domain_batch": True, "domain_projection": True},
+    # The preset with the encoder trained by the L1 term alone (D_R, D_A and feature matching
+    # train the decoder only).
+    "robust+pixel-encoder": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "adversarial_encoder": False,
+    },
     # C+MSE with the same augmentation and the code contrast: whether it is D_A that gains.
     "C+MSE+srcaug+contrast": {
         "variant": "mse",

@@ -58,6 +58,7 @@ class PLDTConfig:
     feature_matching_weight: float = 0.0  # D_A features of (I_S, C(I_S)) vs (I_S, I_T)
     identity_weight: float = 0.0  # C(I_T) = I_T (losses.identity_l1)
     code_contrast_weight: float = 0.0  # losses.code_contrast: code(I_S) picks its I_T
+    adversarial_encoder: bool = True  # False: D_R/D_A terms train the decoder only
     # discriminators
     spectral_norm: bool = False
     real_fake_patches: bool = False
@@ -164,6 +165,15 @@ class PLDTConfig:
             raise ValueError(
                 f"discriminator_lr_multiplier must be > 0, got {self.discriminator_lr_multiplier}"
             )
+        if (
+            not self.adversarial_encoder
+            and self.uses_real_fake
+            and not any(getattr(self, name) for name in ENCODER_TERMS)
+        ):
+            raise ValueError(
+                "adversarial_encoder=False needs a term that trains the encoder: set one of "
+                + ", ".join(ENCODER_TERMS)
+            )
         ignored = self.ignored_switches()
         if ignored:
             name, reason = next(iter(ignored.items()))
@@ -248,7 +258,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "objective": (
         "variant", "adversarial_loss", "reconstruction_weight", "reconstruction_lowpass",
         "ssim_weight", "gradient_weight", "frequency_weight", "feature_matching_weight",
-        "identity_weight", "code_contrast_weight",
+        "identity_weight", "code_contrast_weight", "adversarial_encoder",
     ),
     "discriminators": (
         "spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout",
@@ -264,14 +274,18 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 """`PLDTConfig`'s fields by concern; the flat names are those of `--set` and config.json."""
 
-#: Switches that only act on a discriminator: meaningless for C+MSE.
+#: Switches of the discriminators and of the converter's terms that read them: meaningless for
+#: C+MSE.
 DISCRIMINATOR_SWITCHES = (
     "adversarial_loss", "feature_matching_weight", "spectral_norm", "real_fake_patches",
     "r1_weight", "discriminator_dropout", "diff_augment", "discriminator_lr_multiplier",
-    "joint_domain_batch", "hard_negatives", "domain_projection",
+    "joint_domain_batch", "hard_negatives", "domain_projection", "adversarial_encoder",
 )  # fmt: skip
 #: The converter's pixel terms beside the adversarial ones (Table 2's C+MSE has none of them).
 PIXEL_TERMS = ("reconstruction_weight", "ssim_weight", "gradient_weight", "frequency_weight")
+#: The converter's terms that read no discriminator: what trains the encoder when
+#: `adversarial_encoder` is False.
+ENCODER_TERMS = (*PIXEL_TERMS, "identity_weight", "code_contrast_weight")
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(PLDTConfig)}
 
 

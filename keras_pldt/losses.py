@@ -92,6 +92,11 @@ def code_contrast(source_code, target_code, product=None, temperature: float = 0
     )
 
 
+#: The converter's terms that read a discriminator (D_R's or D_A's logits or D_A's features):
+#: with `adversarial_encoder=False` their gradients stop at the converter's code.
+DISCRIMINATOR_TERMS = ("adversarial_real_fake", "adversarial_domain", "feature_matching")
+
+
 class Term(NamedTuple):
     """One weighted term of the converter's objective. `fn(views)` reads what it needs from
     the model's views of a batch: `source`, `target`, `generated`, `converter`, the logits

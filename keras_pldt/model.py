@@ -298,9 +298,10 @@ class PLDT(keras.Model):
         product = data.get("product") if isinstance(data, dict) else None
         self._diff_augment_calls = 0  # numbers this step's DiffAugment draws (at trace time)
         source = self._augment_sources(source)
-        tape, code = tf.GradientTape(), None
+        detach = not self.config.adversarial_encoder and self.config.uses_real_fake
+        tape, code = tf.GradientTape(persistent=detach), None
         with tape:
-            if self.config.code_contrast_weight:  # the same pass, its code kept
+            if self.config.code_contrast_weight or detach:  # the same pass, its code kept
                 code = self.converter.get_layer("encoder")(source, training=True)
                 generated = self.converter.get_layer("decoder")(code, training=True)
             else:
@@ -322,28 +323,48 @@ class PLDT(keras.Model):
                 source, target, generated, True, unassociated, code, product
             ),
             tape,
+            self._decoder_only_terms() if detach else None,
         )
         self._update_ema()
         return self._track(generated, target, **logs)
 
-    def _update(self, network: str, loss_fn, tape: tf.GradientTape | None = None):
+    def _update(self, network: str, loss_fn, tape: tf.GradientTape | None = None, part=None):
         """One optimizer step of `network` on the first output of `loss_fn()`, recorded on
         `tape` (a new one by default); returns `loss_fn()`'s outputs.
 
         Every network's update goes through here, so the loss is always divided by the
         replicas (the optimizer sums their gradients) and scaled by the optimizer's loss
         scale (`LossScaleOptimizer` divides the gradients by it; a no-op otherwise).
+        `part = (part_fn, variables)`: the share `part_fn(outputs)` of the loss moves only
+        those variables (a persistent `tape`; `adversarial_encoder=False`).
         """
         optimizer = self.optimizers[network]
         variables = self.networks[network].trainable_variables
         tape = tape or tf.GradientTape()
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        scale = lambda loss: optimizer.scale_loss(loss / replicas if replicas > 1 else loss)  # noqa: E731
         with tape:
             outputs = loss_fn()
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = optimizer.scale_loss(outputs[0] / replicas if replicas > 1 else outputs[0])
+            share = None if part is None else part[0](outputs)
+            scaled = scale(outputs[0] if share is None else outputs[0] - share)
         grads = tape.gradient(scaled, variables)
+        if part is not None:
+            part_grads = tape.gradient(scale(share), part[1])
+            only = {id(v): g for v, g in zip(part[1], part_grads, strict=True)}
+            grads = [_add(g, only.get(id(v))) for v, g in zip(variables, grads, strict=True)]
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         return outputs
+
+    def _decoder_only_terms(self):
+        """(the weighted sum of the objective's discriminator terms, the decoder's variables):
+        with `adversarial_encoder=False` those terms' gradients stop at the code, so the
+        encoder learns from the pixel terms alone and the decoder from all of them."""
+        weights = {t.name: t.weight for t in self.terms if t.name in losses.DISCRIMINATOR_TERMS}
+
+        def part(outputs):
+            return tf.add_n([w * outputs[1][name] for name, w in weights.items()])
+
+        return part, self.converter.get_layer("decoder").trainable_variables
 
     def _pair(self, source, target):
         """D_A's input: source and target stacked on channels (Table 1a, 6 channels)."""
@@ -524,6 +545,11 @@ class PLDT(keras.Model):
         elif isinstance(data, (tuple, list)):
             data = data[0]
         return self.converter(data, training=False)
+
+
+def _add(a, b):
+    """a + b for gradients where either may be None (a variable the loss does not reach)."""
+    return b if a is None else a if b is None else a + b
 
 
 def _rmse01(generated, target):

@@ -147,6 +147,38 @@ def test_two_replicas_update_like_one():
         assert relative_error(one, two) < 0.05, name
 
 
+def test_adversarial_encoder_off_trains_the_encoder_on_the_pixel_terms_alone():
+    # SGD(0.1): the encoder's update must be -0.1 x the gradient of the L1 term alone, while
+    # the decoder still follows D_R, D_A and feature matching. With the switch on (the same
+    # weights and batch) the encoder's update differs from that: the check can fail.
+    config = {**TINY, "reconstruction_weight": 10.0, "feature_matching_weight": 1.0}
+    keras.utils.set_random_seed(0)
+    detached = PLDT(PLDTConfig(**config, adversarial_encoder=False))
+    joined = PLDT(PLDTConfig(**config))
+    copy_weights(detached, joined)
+    data = batch()
+    source, target, _ = detached._unpack(data)
+    converter = detached.converter
+    with tf.GradientTape() as tape:
+        pixel_only = 10.0 * losses.pixel_l1(converter(source, training=True), target)
+    parts = {name: converter.get_layer(name).trainable_variables for name in ("encoder", "decoder")}
+    grads = tape.gradient(pixel_only, parts)
+    expected = {name: [-0.1 * g.numpy() for g in gs] for name, gs in grads.items()}
+    got = {}
+    for model in (detached, joined):
+        sgd_compile(model, False)
+        before = {n: [v.numpy().copy() for v in vs] for n, vs in parts.items()}
+        model.train_step(data)
+        got[model] = {
+            n: [v.numpy() - b for v, b in zip(model.converter.get_layer(n).trainable_variables,
+                                              before[n], strict=True)]
+            for n in parts
+        }  # fmt: skip
+    assert relative_error(expected["encoder"], got[detached]["encoder"]) < 1e-3
+    assert relative_error(expected["decoder"], got[detached]["decoder"]) > 0.01
+    assert relative_error(expected["encoder"], got[joined]["encoder"]) > 0.01
+
+
 def test_converter_terms_are_named_weighted_and_logged():
     config = get_preset("robust", **TINY)
     names = [t.name for t in losses.converter_terms(config)]
@@ -171,6 +203,8 @@ def test_converter_terms_are_named_weighted_and_logged():
         ({"reconstruction_lowpass": 4}, "reconstruction_lowpass"),
         ({"decay_learning_rate": 1e-3}, "decay_learning_rate"),
         ({"learning_rate": -1.0}, "learning_rate"),
+        ({"variant": "mse", "adversarial_encoder": False}, "adversarial_encoder"),
+        ({"adversarial_encoder": False}, "adversarial_encoder"),  # no term left for the encoder
     ],
 )
 def test_validate_refuses_switches_that_would_be_ignored(changes, field):
