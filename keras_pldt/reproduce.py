@@ -143,7 +143,7 @@ def resolve_methods(names, methods: Mapping[str, Mapping[str, Any]] | None = Non
         by_key.setdefault(str(overrides.get("variant", "")), label)
     out = []
     for name in names:
-        for part in str(name).split(","):
+        for part in re.split(r",(?![^()]*\))", str(name)):  # not the commas of a label's (...)
             key = part.strip().replace("\u2013", "-").replace("\u2212", "-").lower()
             if not key:
                 continue

@@ -42,6 +42,11 @@ def test_method_names():
     table = R.methods_table([{"C+RF+DD+L1x": {"variant": "rf+dd", "reconstruction_weight": 10.0}}])
     assert R.resolve_methods(["c-rf-dd-l1x"], table) == ["C+RF+DD+L1x"]
     assert "C+RF+DD+L1x" not in R.METHODS
+    # a label with a comma in its parentheses stays one name in a comma-separated list
+    table = R.methods_table([{"robust(lr2e-4,joint)": {"variant": "rf+dd"}}])
+    assert R.resolve_methods(["C+MSE,robust(lr2e-4,joint),C+RF"], table) == [
+        "C+MSE", "robust(lr2e-4,joint)", "C+RF",
+    ]  # fmt: skip
 
 
 def test_builtin_methods_are_table2_and_the_recommended_recipe():
