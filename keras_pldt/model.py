@@ -347,9 +347,10 @@ class PLDT(keras.Model):
             outputs = loss_fn()
             share = None if part is None else part[0](outputs)
             scaled = scale(outputs[0] if share is None else outputs[0] - share)
+            scaled_share = None if share is None else scale(share)  # on the tape, like `scaled`
         grads = tape.gradient(scaled, variables)
         if part is not None:
-            part_grads = tape.gradient(scale(share), part[1])
+            part_grads = tape.gradient(scaled_share, part[1])
             only = {id(v): g for v, g in zip(part[1], part_grads, strict=True)}
             grads = [_add(g, only.get(id(v))) for v, g in zip(variables, grads, strict=True)]
         optimizer.apply_gradients(zip(grads, variables, strict=True))

@@ -57,7 +57,14 @@ def sgd_compile(model: PLDT, scaled: bool) -> None:
     model.compile(converter_optimizer=opt(), real_fake_optimizer=opt(), domain_optimizer=opt())
 
 
-@pytest.mark.parametrize("config", [TINY, {**TINY, "feature_matching_weight": 1.0}])
+@pytest.mark.parametrize(
+    "config",
+    [
+        TINY,
+        {**TINY, "feature_matching_weight": 1.0},
+        {**TINY, "reconstruction_weight": 10.0, "adversarial_encoder": False},
+    ],
+)
 def test_loss_scaling_leaves_every_update_unchanged(config):
     # Plain SGD against SGD in a LossScaleOptimizer (scale 2**15) on the same weights and batch:
     # every network's update must be the same (SGD: no normalisation can hide a scale error).
