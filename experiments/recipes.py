@@ -53,6 +53,15 @@ METHODS = {
         "joint_domain_batch": True,
         "adversarial_encoder": False,
     },
+    # The preset's L1 anchor replaced by, or joined with, a pixel MSE (the conditional mean
+    # rather than the median: faint features a median drops).
+    "robust+L2": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "reconstruction_weight": 0.0,
+        "mse_weight": 200.0,
+    },
+    "robust+L1+L2": {**ROBUST_AT_5E4, "joint_domain_batch": True, "mse_weight": 200.0},
     # C+MSE with the same augmentation and the code contrast: whether it is D_A that gains.
     "C+MSE+srcaug+contrast": {
         "variant": "mse",

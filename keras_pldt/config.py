@@ -52,6 +52,7 @@ class PLDTConfig:
     adversarial_loss: str = "bce"
     reconstruction_weight: float = 0.0  # L1 to the associated target (losses.pixel_l1)
     reconstruction_lowpass: int = 1
+    mse_weight: float = 0.0  # pixel MSE to the associated target (losses.pixel_mse)
     ssim_weight: float = 0.0  # 1 - C-SSIM to the associated target (losses.ssim_loss)
     gradient_weight: float = 0.0  # edge strengths to the target (losses.gradient_difference)
     frequency_weight: float = 0.0  # focal frequency loss to the target (losses.focal_frequency)
@@ -135,6 +136,7 @@ class PLDTConfig:
             )
         for name in (
             "reconstruction_weight",
+            "mse_weight",
             "ssim_weight",
             "gradient_weight",
             "frequency_weight",
@@ -200,7 +202,7 @@ class PLDTConfig:
         defaults (a preset's discriminator switches for C+MSE, D_A feature matching for C+RF).
 
         C+MSE is Table 2's pixel-supervision baseline, so its objective stays the pixel MSE:
-        a preset's other pixel terms (L1, SSIM, gradient, frequency) are reset too.
+        a preset's other pixel terms (L1, MSE, SSIM, gradient, frequency) are reset too.
         """
         values = {**self.to_dict(), "variant": variant}
         if variant == "mse":
@@ -257,8 +259,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "objective": (
         "variant", "adversarial_loss", "reconstruction_weight", "reconstruction_lowpass",
-        "ssim_weight", "gradient_weight", "frequency_weight", "feature_matching_weight",
-        "identity_weight", "code_contrast_weight", "adversarial_encoder",
+        "mse_weight", "ssim_weight", "gradient_weight", "frequency_weight",
+        "feature_matching_weight", "identity_weight", "code_contrast_weight", "adversarial_encoder",
     ),
     "discriminators": (
         "spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout",
@@ -282,7 +284,9 @@ DISCRIMINATOR_SWITCHES = (
     "joint_domain_batch", "hard_negatives", "domain_projection", "adversarial_encoder",
 )  # fmt: skip
 #: The converter's pixel terms beside the adversarial ones (Table 2's C+MSE has none of them).
-PIXEL_TERMS = ("reconstruction_weight", "ssim_weight", "gradient_weight", "frequency_weight")
+PIXEL_TERMS = (
+    "reconstruction_weight", "mse_weight", "ssim_weight", "gradient_weight", "frequency_weight",
+)  # fmt: skip
 #: The converter's terms that read no discriminator: what trains the encoder when
 #: `adversarial_encoder` is False.
 ENCODER_TERMS = (*PIXEL_TERMS, "identity_weight", "code_contrast_weight")

@@ -113,9 +113,9 @@ def converter_terms(config) -> list[Term]:
     """The converter's objective as a named list of weighted terms, built from the config.
 
     Eq. 6 (non-saturating): 1/2 D_R term + 1/2 D_A term (the D_R term alone for C+RF); C+MSE's
-    pixel MSE; then the config's extra terms (L1, SSIM, gradient difference, focal frequency,
-    D_A feature matching, identity, code contrast), each with its weight. The objective is
-    their weighted sum.
+    pixel MSE; then the config's extra terms (L1, pixel MSE, SSIM, gradient difference, focal
+    frequency, D_A feature matching, identity, code contrast), each with its weight. The
+    objective is their weighted sum.
     """
     kind, terms = config.adversarial_loss, []
     adversarial = 0.5 if config.uses_domain else 1.0
@@ -130,6 +130,7 @@ def converter_terms(config) -> list[Term]:
     lowpass = config.reconstruction_lowpass
     extras = {
         "l1": (config.reconstruction_weight, lambda v: pixel_l1(v.generated, v.target, lowpass)),
+        "l2": (config.mse_weight, lambda v: pixel_mse(v.generated, v.target)),
         "ssim": (config.ssim_weight, lambda v: ssim_loss(v.generated, v.target)),
         "gradient": (config.gradient_weight, lambda v: gradient_difference(v.generated, v.target)),
         "frequency": (config.frequency_weight, lambda v: focal_frequency(v.generated, v.target)),

@@ -247,6 +247,7 @@ def converter_loss_of(model, batch):
         {"identity_weight": 10.0},
         {"identity_weight": 10.0, "variant": "mse"},
         {"ssim_weight": 10.0},
+        {"mse_weight": 10.0},
         {"gradient_weight": 10.0},
         {"frequency_weight": 10.0},
     ],
