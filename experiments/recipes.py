@@ -62,6 +62,18 @@ METHODS = {
         "mse_weight": 200.0,
     },
     "robust+L1+L2": {**ROBUST_AT_5E4, "joint_domain_batch": True, "mse_weight": 200.0},
+    "robust+L2x2": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "reconstruction_weight": 0.0,
+        "mse_weight": 400.0,
+    },
+    "robust+L2x5": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "reconstruction_weight": 0.0,
+        "mse_weight": 1000.0,
+    },
     # C+MSE with the same augmentation and the code contrast: whether it is D_A that gains.
     "C+MSE+srcaug+contrast": {
         "variant": "mse",
