@@ -134,16 +134,7 @@ class PLDTConfig:
             raise ValueError(
                 f"reconstruction_lowpass must be >= 1 and divide image_size, got {lowpass}"
             )
-        for name in (
-            "reconstruction_weight",
-            "mse_weight",
-            "ssim_weight",
-            "gradient_weight",
-            "frequency_weight",
-            "feature_matching_weight",
-            "identity_weight",
-            "code_contrast_weight",
-        ):
+        for name in (*ENCODER_TERMS, "feature_matching_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
