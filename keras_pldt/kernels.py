@@ -185,22 +185,39 @@ class SubpixelConv2DTranspose(layers.Conv2DTranspose):
 
 # Nearest x2 then a 5x5 "same" conv, per output phase p: kernel tap i (offset i - 2) reads
 # the input pixel at offset floor((p + i - 2) / 2), one of -1, 0, +1 (row a of _RESIZE_TAPS[p]).
-# (A plain list: a tensor at import would start TensorFlow's context, which multi-worker
+# (Plain lists: a tensor at import would start TensorFlow's context, which multi-worker
 # collectives must configure first.)
 _RESIZE_TAPS = [
     [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]],
     [[1, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1]],
 ]
+# The same as one [36, 25] matrix: row (a, b, p, q), column (i, j) of the 5x5 kernel.
+_RESIZE_MATRIX = [
+    [_RESIZE_TAPS[p][a][i] * _RESIZE_TAPS[q][b][j] for i in range(5) for j in range(5)]
+    for a in range(3)
+    for b in range(3)
+    for p in range(2)
+    for q in range(2)
+]
+
+
+def _resize_phase_kernel(kernel):
+    """[5, 5, C_in, C_out] kernel -> [3, 3, C_in, 4 * C_out] kernel of the low-resolution conv
+    (output channels phase-major, as `depth_to_space` reads them): one matmul by the constant
+    tap-sum matrix and a transpose (a 3-operand einsum is 2-3x slower, forward and backward)."""
+    c_in, c_out = kernel.shape[2], kernel.shape[3]
+    sums = tf.matmul(
+        tf.constant(_RESIZE_MATRIX, kernel.dtype), tf.reshape(kernel, [25, c_in * c_out])
+    )
+    phases = tf.transpose(tf.reshape(sums, [3, 3, 4, c_in, c_out]), [0, 1, 3, 2, 4])
+    return tf.reshape(phases, [3, 3, c_in, 4 * c_out])
 
 
 def resize_conv2d(x, kernel):
     """Nearest-neighbour x2 then `conv2d(., kernel, 1, "SAME")` (5x5), as one 3x3 conv of the
     low-resolution input to 4x the channels + `depth_to_space`: the same values (to float
     rounding) for 36 instead of 100 multiply-adds per input pixel and channel pair."""
-    taps = tf.constant(_RESIZE_TAPS, kernel.dtype)
-    phases = tf.einsum("pai,qbj,ijcd->abcpqd", taps, taps, kernel)
-    c_in, c_out = kernel.shape[2], kernel.shape[3]
-    phases = tf.reshape(phases, [3, 3, c_in, 4 * c_out])
+    phases = _resize_phase_kernel(kernel)
     return tf.nn.depth_to_space(tf.nn.conv2d(x, tf.cast(phases, x.dtype), 1, "SAME"), 2)
 
 
