@@ -61,6 +61,13 @@ METHODS = {
     "robust+L1+L2": {**ROBUST_AT_5E4, "joint_domain_batch": True, "mse_weight": 200.0},
     "robust+L2x2": {**ROBUST_AT_5E4_L2, "mse_weight": 400.0},
     "robust+L2x5": {**ROBUST_AT_5E4_L2, "mse_weight": 1000.0},
+    # robust+L2 with the encoder trained by the pixel MSE alone, as C+MSE's is (D_R, D_A and
+    # feature matching train the decoder only): the code of C+MSE, the decoder of the GAN.
+    "robust+L2+pixel-encoder": {
+        **ROBUST_AT_5E4_L2,
+        "mse_weight": 200.0,
+        "adversarial_encoder": False,
+    },
     # C+MSE with the same augmentation and the code contrast: whether it is D_A that gains.
     "C+MSE+srcaug+contrast": {
         "variant": "mse",
