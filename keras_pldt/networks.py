@@ -69,6 +69,11 @@ class GroupedBatchNormalization(layers.BatchNormalization):
     call on [G * B, ...] computes the statistics of each consecutive [B, ...] slice on its own and
     updates the moving statistics once per slice, in order: exactly what G separate calls on
     the slices would compute ("ghost" batch norm), in one batched call. Inference is unchanged.
+
+    Without a visible GPU, a training call on 4-D channels-last input runs TensorFlow's fused
+    kernel (`FusedBatchNormV3`, one per slice) instead of Keras' chain of element-wise ops:
+    the same values and gradients to float rounding, 2-3x faster on CPU, and in bfloat16 it
+    reads and writes the compute dtype with no float32 copy of the activations.
     """
 
     groups = 1
@@ -76,8 +81,7 @@ class GroupedBatchNormalization(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         groups = self.groups
         if (
-            groups == 1
-            or not training
+            not training
             or not self.trainable
             or mask is not None
             or self.renorm
@@ -85,26 +89,69 @@ class GroupedBatchNormalization(layers.BatchNormalization):
             or self.axis not in (-1, len(inputs.shape) - 1)
         ):
             return super().call(inputs, training=training, mask=mask)
+        if len(inputs.shape) == 4 and _fused_kernel_applies(inputs.dtype):
+            return self._fused_call(inputs, groups)
+        if groups == 1:
+            return super().call(inputs, training=training, mask=mask)
         x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         channels = x.shape[-1]
         grouped = tf.reshape(x, [groups, -1, *x.shape[1:]])
         axes = list(range(1, len(grouped.shape) - 1))
         mean, variance = keras.ops.moments(grouped, axes=axes, keepdims=True)
-        moving_mean = tf.cast(self.moving_mean, x.dtype)
-        moving_variance = tf.cast(self.moving_variance, x.dtype)
-        flat_mean = tf.reshape(mean, [groups, channels])
-        flat_variance = tf.reshape(variance, [groups, channels])
-        for g in range(groups):  # the sequential updates of G separate calls
-            moving_mean = moving_mean * self.momentum + flat_mean[g] * (1.0 - self.momentum)
-            moving_variance = moving_variance * self.momentum + flat_variance[g] * (
-                1.0 - self.momentum
-            )
-        self.moving_mean.assign(moving_mean)
-        self.moving_variance.assign(moving_variance)
+        self._update_moving_statistics(
+            tf.reshape(mean, [groups, channels]), tf.reshape(variance, [groups, channels])
+        )
         gamma = tf.cast(self.gamma, x.dtype) if self.scale else None
         beta = tf.cast(self.beta, x.dtype) if self.center else None
         out = tf.nn.batch_normalization(grouped, mean, variance, beta, gamma, self.epsilon)
         return tf.cast(tf.reshape(out, tf.shape(x)), self.compute_dtype)
+
+    def _update_moving_statistics(self, means, variances):
+        """The sequential moving-average updates of one call per row of `means`/`variances`."""
+        moving_mean = tf.cast(self.moving_mean, means.dtype)
+        moving_variance = tf.cast(self.moving_variance, variances.dtype)
+        for g in range(means.shape[0]):  # the sequential updates of G separate calls
+            moving_mean = moving_mean * self.momentum + means[g] * (1.0 - self.momentum)
+            moving_variance = moving_variance * self.momentum + variances[g] * (1.0 - self.momentum)
+        self.moving_mean.assign(tf.cast(moving_mean, self.moving_mean.dtype))
+        self.moving_variance.assign(tf.cast(moving_variance, self.moving_variance.dtype))
+
+    def _fused_call(self, inputs, groups: int):
+        x = tf.cast(inputs, self.compute_dtype)
+        channels = x.shape[-1]
+        gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
+        beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
+        empty = tf.zeros([0], "float32")
+        outs, means, variances = [], [], []
+        for part in tf.split(x, groups, axis=0) if groups > 1 else [x]:
+            y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+                x=part, scale=gamma, offset=beta, mean=empty, variance=empty,
+                epsilon=self.epsilon, is_training=True,
+            )  # fmt: skip
+            # The kernel returns the Bessel-corrected variance; Keras' moving variance (and
+            # the normalisation) use the biased one.
+            count = tf.cast(tf.reduce_prod(tf.shape(part)[:-1]), "float32")
+            outs.append(y)
+            means.append(mean)
+            variances.append(variance * (count - 1.0) / tf.maximum(count, 1.0))
+        self._update_moving_statistics(tf.stack(means), tf.stack(variances))
+        return outs[0] if groups == 1 else tf.concat(outs, axis=0)
+
+
+def _fused_kernel_applies(dtype) -> bool:
+    """Whether training calls use `FusedBatchNormV3`: CPU only (cuDNN's kernel needs epsilon
+    above 1e-5, and on GPUs the element-wise chain is cheap), for the float dtypes it takes."""
+    return tf.as_dtype(dtype) in (tf.float32, tf.bfloat16) and not _gpus_visible()
+
+
+def _gpus_visible() -> bool:
+    global _GPUS
+    if _GPUS is None:
+        _GPUS = bool(tf.config.list_physical_devices("GPU"))
+    return _GPUS
+
+
+_GPUS = None
 
 
 @contextlib.contextmanager
@@ -141,10 +188,12 @@ def _spectral_norm(layer, name: str):
 def _batch_norm(config: PLDTConfig, name: str, grouped: bool = False):
     # PyTorch/DCGAN statistics (momentum 0.1 there is 0.9 here); gamma ~ N(1, 0.02) as in DCGAN.
     # Under tf.distribute with several replicas, statistics are synchronised across replicas so
-    # that training matches one device with the same global batch. Only the discriminators need
-    # the grouped layer (their fused calls); the converter keeps Keras' own, so that
-    # converter.keras loads anywhere without keras_pldt.
-    layer = GroupedBatchNormalization if grouped else layers.BatchNormalization
+    # that training matches one device with the same global batch. The discriminators need the
+    # grouped layer (their fused calls); the converter uses it for its CPU kernel alongside the
+    # sub-pixel convs and keeps Keras' own otherwise, so that converter.keras (saved without
+    # the sub-pixel kernels, `PLDT.ema_converter`) loads anywhere without keras_pldt.
+    fast = grouped or config.subpixel_convs
+    layer = GroupedBatchNormalization if fast else layers.BatchNormalization
     return layer(
         momentum=0.9,
         synchronized=tf.distribute.get_strategy().num_replicas_in_sync > 1,

@@ -9,6 +9,7 @@ from helpers import EPS32, adam_step, assert_close, sum_ulps, tolerance
 from toy import toy_arrays
 
 from keras_pldt import losses as L
+from keras_pldt import networks
 from keras_pldt.config import PLDTConfig
 from keras_pldt.model import PLDT
 from keras_pldt.networks import (
@@ -71,6 +72,58 @@ def test_grouped_batch_norm_matches_separate_calls():
     for a, b in zip(d_a.non_trainable_weights, twin.non_trainable_weights, strict=True):
         assert_close(a, b, ulps, err_msg=a.path)
     assert all(layer.groups == 1 for layer in twin.layers if hasattr(layer, "groups"))
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_grouped_batch_norm_kernel_matches_keras_batch_norm(groups):
+    """The CPU fused kernel (`FusedBatchNormV3` per slice) against Keras' own layer called
+    once per slice: outputs, input and weight gradients, moving statistics."""
+    assert networks._fused_kernel_applies(tf.float32)  # the path under test (no GPU here)
+    options = dict(momentum=0.9, epsilon=1e-5, gamma_initializer="random_normal")
+    keras.utils.set_random_seed(0)
+    ours, ref = GroupedBatchNormalization(**options), keras.layers.BatchNormalization(**options)
+    parts = [uniform((4, 6, 6, 5), i) * (i + 2) + i for i in range(groups)]
+    x = tf.concat(parts, 0)
+    ours.build(x.shape)
+    ref.build(parts[0].shape)
+    ref.set_weights(ours.get_weights())
+    w = uniform(x.shape, 9)
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        ours.groups = groups
+        y = ours(x, training=True)
+        ours.groups = 1
+        loss = tf.reduce_sum(w * y + y**3)
+    grads = tape.gradient(loss, [x, ours.gamma, ours.beta])
+    with tf.GradientTape() as tape:
+        tape.watch(parts)
+        y_ref = tf.concat([ref(p, training=True) for p in parts], 0)
+        loss_ref = tf.reduce_sum(w * y_ref + y_ref**3)
+    grads_ref = tape.gradient(loss_ref, [parts, ref.gamma, ref.beta])
+    grads_ref[0] = tf.concat(grads_ref[0], 0)
+
+    ulps = sum_ulps(4 * 6 * 6)
+    assert_close(y, y_ref, ulps)
+    for name, a, b in zip(("x", "gamma", "beta"), grads, grads_ref, strict=True):
+        assert_close(a, b, sum_ulps(groups * 4 * 6 * 6), err_msg=name)
+    for a, b in zip(ours.non_trainable_weights, ref.non_trainable_weights, strict=True):
+        assert_close(a, b, ulps, err_msg=a.path)
+
+
+def test_grouped_batch_norm_kernel_in_bfloat16_stays_bfloat16(mixed_bfloat16):
+    keras.utils.set_random_seed(0)
+    ours, ref = GroupedBatchNormalization(), keras.layers.BatchNormalization()
+    x = tf.cast(uniform((8, 6, 6, 5), 0) * 3 + 1, "bfloat16")
+    ours.build(x.shape)
+    ref.build(x.shape)
+    y, y_ref = ours(x, training=True), ref(x, training=True)
+    assert y.dtype == tf.bfloat16
+    # within a bfloat16 rounding (8 bits) of the normalised values
+    np.testing.assert_allclose(
+        tf.cast(y, "float32"), tf.cast(y_ref, "float32"), atol=4 * 2.0**-8 * 4
+    )
+    np.testing.assert_allclose(ours.moving_variance, ref.moving_variance, rtol=1e-5)
 
 
 def test_fused_batch_norm_differs_without_groups():
