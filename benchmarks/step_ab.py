@@ -5,8 +5,10 @@
                                  paper robust robust:joint_domain_batch=false ...
 
 Each SPEC is a preset, optionally followed by `:FIELD=VALUE,...` (PLDTConfig fields, as train's
-`--set`). All models are built and warmed up in this process (`train_step.ours_step`: our
-`model.fit` on a cached random tf.data), then timed in turn, `--steps` steps each, for
+`--set`) and by `@keras-batch-norm` (batch norm through Keras' element-wise ops instead of the
+fused CPU kernel of `networks.GroupedBatchNormalization`). All models are built and warmed up
+in this process (`train_step.ours_step`: our `model.fit` on a cached random tf.data), then
+timed in turn, `--steps` steps each, for
 `--alternations` rounds: machine noise hits every recipe alike, and one process leaves out the
 between-process swings that limit `train_step.py --preset` (up to 2x between rounds on shared
 hosts). Prints the median and best step time of each and both relative to the first SPEC, and
@@ -28,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 RESULTS = Path(__file__).resolve().parent / "results" / "step_ab.json"
+KERAS_BN = "@keras-batch-norm"
 
 
 def spec_config(spec: str, args):
@@ -35,6 +38,7 @@ def spec_config(spec: str, args):
     from keras_pldt.config import get_preset
     from keras_pldt.train import set_overrides
 
+    spec = spec.removesuffix(KERAS_BN)
     preset, _, fields = spec.partition(":")
     overrides = set_overrides([f for f in fields.split(",") if f])
     return get_preset(
@@ -67,7 +71,17 @@ def main(argv=None):
         configs = {spec: spec_config(spec, args) for spec in args.specs}
     except (ValueError, TypeError, RuntimeError) as err:  # RunError: a bad --set field
         ap.error(f"{err}")
-    runs = {spec: ours_step(cfg) for spec, cfg in configs.items()}
+    from keras_pldt import networks
+
+    fused_kernel = networks._fused_kernel_applies
+    runs = {}
+    for spec, cfg in configs.items():  # the kernel is chosen when fit traces the step
+        if spec.endswith(KERAS_BN):
+            networks._fused_kernel_applies = lambda dtype: False
+        try:
+            runs[spec] = ours_step(cfg)
+        finally:
+            networks._fused_kernel_applies = fused_kernel
     times = {spec: [] for spec in runs}
     for _ in range(args.alternations):
         for spec, run in runs.items():

@@ -25,7 +25,7 @@ def _run(tmp_path, *args):
 
 def test_every_spec_gets_a_row_relative_to_the_first(tmp_path):
     out = tmp_path / "ab.json"
-    specs = ["paper", "paper:spectral_norm=true,diff_augment=translation"]
+    specs = ["paper", "paper:spectral_norm=true,diff_augment=translation@keras-batch-norm"]
     proc = _run(
         tmp_path, "--width", "8", "--size", "32", "--batch", "4", "--steps", "1",
         "--alternations", "2", "--out", str(out), *specs,
