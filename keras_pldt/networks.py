@@ -122,18 +122,19 @@ class GroupedBatchNormalization(layers.BatchNormalization):
         gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
         beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
         empty = tf.zeros([0], "float32")
+        # The kernel returns the Bessel-corrected variance; Keras' moving variance (and the
+        # normalisation) use the biased one: values per channel in a slice, n - 1 over n.
+        count = tf.cast(tf.size(x) // (groups * channels), "float32")
+        biased = (count - 1.0) / tf.maximum(count, 1.0)
         outs, means, variances = [], [], []
         for part in tf.split(x, groups, axis=0) if groups > 1 else [x]:
             y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
                 x=part, scale=gamma, offset=beta, mean=empty, variance=empty,
                 epsilon=self.epsilon, is_training=True,
             )  # fmt: skip
-            # The kernel returns the Bessel-corrected variance; Keras' moving variance (and
-            # the normalisation) use the biased one.
-            count = tf.cast(tf.reduce_prod(tf.shape(part)[:-1]), "float32")
             outs.append(y)
             means.append(mean)
-            variances.append(variance * (count - 1.0) / tf.maximum(count, 1.0))
+            variances.append(variance * biased)
         self._update_moving_statistics(tf.stack(means), tf.stack(variances))
         return outs[0] if groups == 1 else tf.concat(outs, axis=0)
 
@@ -141,17 +142,8 @@ class GroupedBatchNormalization(layers.BatchNormalization):
 def _fused_kernel_applies(dtype) -> bool:
     """Whether training calls use `FusedBatchNormV3`: CPU only (cuDNN's kernel needs epsilon
     above 1e-5, and on GPUs the element-wise chain is cheap), for the float dtypes it takes."""
-    return tf.as_dtype(dtype) in (tf.float32, tf.bfloat16) and not _gpus_visible()
-
-
-def _gpus_visible() -> bool:
-    global _GPUS
-    if _GPUS is None:
-        _GPUS = bool(tf.config.list_physical_devices("GPU"))
-    return _GPUS
-
-
-_GPUS = None
+    on_cpu = not tf.config.list_physical_devices("GPU")
+    return on_cpu and tf.as_dtype(dtype) in (tf.float32, tf.bfloat16)
 
 
 @contextlib.contextmanager
