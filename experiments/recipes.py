@@ -38,6 +38,13 @@ METHODS = {
     # The preset with D_A's batch norm over one pairing at a time (separate batches for the
     # associated, unassociated and generated pairs) instead of the update's pairings together.
     "robust(per-pairing)": {**ROBUST_AT_5E4, "joint_domain_batch": False},
+    # The preset with the converter's view of D_A normalised by the batch statistics of D_A's
+    # update, and its (I_S, I_T) features read from there (`recorded_domain_statistics`).
+    "robust(recorded)": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "recorded_domain_statistics": True,
+    },
     # The preset with half of D_A's unassociated targets drawn as the batch's most similar
     # other product (`hard_negatives`).
     "robust+hardneg": {**ROBUST_AT_5E4, "joint_domain_batch": True, "hard_negatives": 0.5},

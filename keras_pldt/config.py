@@ -66,6 +66,9 @@ class PLDTConfig:
     r1_weight: float = 0.0
     discriminator_dropout: float = 0.0
     joint_domain_batch: bool = False  # D_A's batch norm sees an update's pairings as one batch
+    # with joint_domain_batch: the converter's view of D_A normalises the generated pairs with
+    # the statistics of D_A's update and reads its (I_S, I_T) features from there
+    recorded_domain_statistics: bool = False
     hard_negatives: float = 0.0  # share of I_T^- drawn as the batch's most similar other product
     domain_projection: bool = False  # D_A as a projection critic: <e(I_S), phi(I_T)> + psi(phi)
     # augmentation
@@ -179,11 +182,18 @@ class PLDTConfig:
             for name in DISCRIMINATOR_SWITCHES:
                 reasons[name] = f"variant {self.variant!r} trains no discriminator"
         elif not self.uses_domain:
-            domain_only = ("feature_matching_weight", "joint_domain_batch", "hard_negatives")
+            domain_only = (
+                "feature_matching_weight", "joint_domain_batch", "recorded_domain_statistics",
+                "hard_negatives",
+            )  # fmt: skip
             for name in (*domain_only, "domain_projection"):
                 reasons[name] = f"variant {self.variant!r} has no domain discriminator D_A"
         elif self.variant != "rf+dd":
             reasons["hard_negatives"] = f"variant {self.variant!r} has no unassociated pairs"
+        if not self.joint_domain_batch:
+            reasons.setdefault(
+                "recorded_domain_statistics", "joint_domain_batch is off (no joint statistics)"
+            )
         if not self.reconstruction_weight:
             reasons["reconstruction_lowpass"] = "reconstruction_weight is 0 (no L1 term)"
         return {k: why for k, why in reasons.items() if getattr(self, k) != _DEFAULTS[k]}
@@ -255,7 +265,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "discriminators": (
         "spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout",
-        "joint_domain_batch", "hard_negatives", "domain_projection",
+        "joint_domain_batch", "recorded_domain_statistics", "hard_negatives",
+        "domain_projection",
     ),
     "augmentation": ("diff_augment", "source_augment"),
     "schedule": (
@@ -272,7 +283,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
 DISCRIMINATOR_SWITCHES = (
     "adversarial_loss", "feature_matching_weight", "spectral_norm", "real_fake_patches",
     "r1_weight", "discriminator_dropout", "diff_augment", "discriminator_lr_multiplier",
-    "joint_domain_batch", "hard_negatives", "domain_projection", "adversarial_encoder",
+    "joint_domain_batch", "recorded_domain_statistics", "hard_negatives", "domain_projection",
+    "adversarial_encoder",
 )  # fmt: skip
 #: The converter's pixel terms beside the adversarial ones (Table 2's C+MSE has none of them).
 PIXEL_TERMS = (

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from keras_pldt.metrics import ssim_tf
+from keras_pldt.networks import batch_norm_statistics
 
 
 def _bce(logits, label: float):
@@ -273,14 +274,26 @@ class ConverterViews:
 
     With `joint_domain_batch`, D_A sees the generated pairs in the same batch as in its own
     update (associated, unassociated and generated pairs), so its batch statistics are those
-    it was trained with."""
+    it was trained with. With `recorded` (`recorded_domain_statistics`: D_A's batch statistics
+    and (I_S, I_T) features from its update), D_A sees the generated pairs alone, normalised
+    with those statistics held constant: one third of the joint view's work."""
 
     def __init__(
-        self, model, source, target, generated, training: bool, unassociated, code, product
+        self,
+        model,
+        source,
+        target,
+        generated,
+        training: bool,
+        unassociated,
+        code,
+        product,
+        recorded=None,
     ):
         self.model, self.training = model, training
         self.source, self.target, self.generated = source, target, generated
         self.unassociated, self.product = unassociated, product
+        self.recorded = recorded
         self.converter = model.converter
         self._code = code
         self._cache = {}
@@ -321,15 +334,19 @@ class ConverterViews:
         """D_A(I_S, C(I_S)): logits of the generated pairs."""
         if self.model._domain_features is not None:
             return self._features()[1][-1]
-        if self.model.config.joint_domain_batch:
+        if self.model.config.joint_domain_batch and self.recorded is None:
             return self._joint(self.model.domain_discriminator)[-1]
-        m, training = self.model, self.training
+        return self._once("domain", lambda: self._fake(self.model.domain_discriminator))
 
-        def logits():
-            fake_pair = m._augment(m._pair(self.source, self.generated), training)
-            return m.domain_discriminator(fake_pair, training=training)
-
-        return self._once("domain", logits)
+    def _fake(self, network):
+        """`network` (D_A or its taps) on the generated pairs alone: with `recorded`, batch
+        norm uses D_A's statistics of its update."""
+        m = self.model
+        fake_pair = m._augment(m._pair(self.source, self.generated), self.training)
+        if self.recorded is None:
+            return network(fake_pair, training=self.training)
+        with batch_norm_statistics(m.domain_discriminator, self.recorded[0], "replay"):
+            return network(fake_pair, training=self.training)
 
     @property
     def domain_features(self):
@@ -351,6 +368,10 @@ class ConverterViews:
 
     def _features(self):
         m, training = self.model, self.training
+        if self.recorded is not None:
+            return self._once(
+                "features", lambda: (self.recorded[1], self._fake(m._domain_features))
+            )
         if m.config.joint_domain_batch:
             outputs = self._joint(m._domain_features)
             return outputs[0], outputs[-1]

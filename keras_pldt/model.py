@@ -25,6 +25,7 @@ from keras_pldt.augment import augment_sources, diff_augment
 from keras_pldt.config import PLDTConfig
 from keras_pldt.networks import (
     batch_norm_groups,
+    batch_norm_statistics,
     build_converter,
     build_domain_discriminator,
     build_real_fake_discriminator,
@@ -307,7 +308,7 @@ class PLDT(keras.Model):
             else:
                 generated = self.converter(source, training=True)
         fake = tf.stop_gradient(generated)
-        logs = {}
+        logs, recorded = {}, None
         if self.real_fake_discriminator is not None:
             logs["real_fake"] = self._update(
                 "real_fake_discriminator", lambda: self._real_fake_terms(target, fake, True)
@@ -317,10 +318,11 @@ class PLDT(keras.Model):
                 "domain_discriminator",
                 lambda: self._domain_terms(source, target, unassociated, fake, True),
             )
+            recorded = logs["domain"][2]
         logs["converter"] = self._update(
             "converter",
             lambda: self._converter_objective(
-                source, target, generated, True, unassociated, code, product
+                source, target, generated, True, unassociated, code, product, recorded
             ),
             tape,
             self._decoder_only_terms() if detach else None,
@@ -448,11 +450,25 @@ class PLDT(keras.Model):
         return [*inputs, pair(generated)]
 
     def _domain_terms(self, source, target, unassociated, generated, training: bool):
-        """Eq. 5 on one batch: (D_A loss, D_A accuracy) over the pairings the variant uses."""
+        """Eq. 5 on one batch: (D_A loss, D_A accuracy, recorded) over the pairings the variant
+        uses. `recorded` is None, or in training with `recorded_domain_statistics` the
+        converter's view of this update: (D_A's batch statistics by layer, its feature taps
+        and logits on (I_S, I_T), or None without feature matching)."""
         d_a, kind = self.domain_discriminator, self.config.adversarial_loss
         inputs = self._domain_pairs(source, target, unassociated, generated, training)
         joint = self.config.joint_domain_batch
-        associated, *negative, fake = self._discriminate(d_a, inputs, training, joint)
+        if training and self.config.recorded_domain_statistics:
+            network = d_a if self._domain_features is None else self._domain_features
+            with batch_norm_statistics(d_a, {}, "record") as statistics:
+                outputs = self._discriminate(network, inputs, training, joint)
+            real_features = None
+            if self._domain_features is not None:
+                real_features = [tf.stop_gradient(f) for f in outputs[0]]
+                outputs = [o[-1] for o in outputs]
+            recorded = (statistics, real_features)
+        else:
+            outputs, recorded = self._discriminate(d_a, inputs, training, joint), None
+        associated, *negative, fake = outputs
         negative = negative[0] if negative else None
         hits = [losses.accuracy(associated, True), losses.accuracy(fake, False)]
         if negative is not None:
@@ -461,15 +477,24 @@ class PLDT(keras.Model):
         loss = losses.domain_loss(associated, negative, fake, kind)
         if training and self.config.r1_weight:
             loss += self.config.r1_weight * losses.r1_penalty(d_a, inputs[0])
-        return loss, accuracy
+        return loss, accuracy, recorded
 
     def _converter_objective(
-        self, source, target, generated, training, unassociated=None, code=None, product=None
+        self,
+        source,
+        target,
+        generated,
+        training,
+        unassociated=None,
+        code=None,
+        product=None,
+        recorded=None,
     ):
         """(the converter's loss, {term: value}): the weighted sum of `self.terms`
-        (`losses.converter_terms`: Eq. 6 and the config's extra terms)."""
+        (`losses.converter_terms`: Eq. 6 and the config's extra terms). `recorded`: D_A's
+        update as `_domain_terms` records it."""
         views = losses.ConverterViews(
-            self, source, target, generated, training, unassociated, code, product
+            self, source, target, generated, training, unassociated, code, product, recorded
         )
         values = {term.name: term.fn(views) for term in self.terms}
         loss = tf.add_n([term.weight * values[term.name] for term in self.terms])

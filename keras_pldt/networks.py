@@ -77,6 +77,10 @@ class GroupedBatchNormalization(layers.BatchNormalization):
     """
 
     groups = 1
+    #: `batch_norm_statistics`: a dict that training calls write their batch statistics to
+    #: ("record") or normalise with ("replay"), by layer name; None otherwise.
+    statistics = None
+    statistics_mode = None
 
     def call(self, inputs, training=None, mask=None):
         groups = self.groups
@@ -85,9 +89,14 @@ class GroupedBatchNormalization(layers.BatchNormalization):
             or not self.trainable
             or mask is not None
             or self.renorm
-            or self.synchronized
             or self.axis not in (-1, len(inputs.shape) - 1)
         ):
+            return super().call(inputs, training=training, mask=mask)
+        if self.statistics_mode == "replay":
+            return self._replay_call(inputs, *self.statistics[self.name])
+        if self.statistics_mode == "record":
+            return self._record_call(inputs)
+        if self.synchronized:
             return super().call(inputs, training=training, mask=mask)
         if len(inputs.shape) == 4 and _fused_kernel_applies(inputs.dtype):
             return self._fused_call(inputs, groups)
@@ -105,6 +114,42 @@ class GroupedBatchNormalization(layers.BatchNormalization):
         beta = tf.cast(self.beta, x.dtype) if self.center else None
         out = tf.nn.batch_normalization(grouped, mean, variance, beta, gamma, self.epsilon)
         return tf.cast(tf.reshape(out, tf.shape(x)), self.compute_dtype)
+
+    def _record_call(self, inputs):
+        """A plain training call (one batch, statistics synchronised across replicas when the
+        layer is) that also writes its (mean, biased variance) to `statistics`."""
+        if len(inputs.shape) == 4 and not self.synchronized and _fused_kernel_applies(inputs.dtype):
+            return self._fused_call(inputs, 1)
+        x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        mean, variance = self._moments(x, None)
+        self._update_moving_statistics(mean[None], variance[None])
+        self.statistics[self.name] = (mean, variance)
+        gamma = tf.cast(self.gamma, x.dtype) if self.scale else None
+        beta = tf.cast(self.beta, x.dtype) if self.center else None
+        out = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+        return tf.cast(out, self.compute_dtype)
+
+    def _replay_call(self, inputs, mean, variance):
+        """Training-mode normalisation with recorded statistics, held constant: gradients reach
+        the inputs through the scale alone, and the moving statistics stay as they are."""
+        mean, variance = tf.stop_gradient(mean), tf.stop_gradient(variance)
+        if len(inputs.shape) == 4 and _fused_kernel_applies(inputs.dtype):
+            x = tf.cast(inputs, self.compute_dtype)
+            channels = x.shape[-1]
+            y, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=x,
+                scale=tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels]),
+                offset=tf.cast(self.beta, "float32") if self.center else tf.zeros([channels]),
+                mean=mean, variance=variance, epsilon=self.epsilon, is_training=False,
+            )  # fmt: skip
+            return y
+        x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        gamma = tf.cast(self.gamma, x.dtype) if self.scale else None
+        beta = tf.cast(self.beta, x.dtype) if self.center else None
+        out = tf.nn.batch_normalization(
+            x, tf.cast(mean, x.dtype), tf.cast(variance, x.dtype), beta, gamma, self.epsilon
+        )
+        return tf.cast(out, self.compute_dtype)
 
     def _update_moving_statistics(self, means, variances):
         """The sequential moving-average updates of one call per row of `means`/`variances`."""
@@ -136,6 +181,8 @@ class GroupedBatchNormalization(layers.BatchNormalization):
             means.append(mean)
             variances.append(variance * biased)
         self._update_moving_statistics(tf.stack(means), tf.stack(variances))
+        if self.statistics_mode == "record":
+            self.statistics[self.name] = (means[0], variances[0])
         return outs[0] if groups == 1 else tf.concat(outs, axis=0)
 
 
@@ -163,6 +210,31 @@ def batch_norm_groups(model: keras.Model, groups: int):
     finally:
         for layer in norms:
             layer.groups = 1
+
+
+@contextlib.contextmanager
+def batch_norm_statistics(model: keras.Model, statistics: dict, mode: str):
+    """Within the block, training calls of `model`'s batch norms write the statistics they
+    normalise with to `statistics` (`mode="record"`), or normalise with those recorded there
+    before, as constants that leave the moving statistics alone (`mode="replay"`).
+
+    A converter's view of D_A recorded in D_A's update (`recorded_domain_statistics`) is D_A
+    as its update saw it, on the generated pairs alone.
+    """
+    if mode not in ("record", "replay"):
+        raise ValueError(f"mode must be 'record' or 'replay', got {mode!r}")
+    norms = [
+        layer for layer in model._flatten_layers() if isinstance(layer, GroupedBatchNormalization)
+    ]
+    for layer in norms:  # the dict itself, not the copy Keras' attribute tracking would make
+        object.__setattr__(layer, "statistics", statistics)
+        layer.statistics_mode = mode
+    try:
+        yield statistics
+    finally:
+        for layer in norms:
+            object.__setattr__(layer, "statistics", None)
+            layer.statistics_mode = None
 
 
 def _spectral_norm(layer, name: str):

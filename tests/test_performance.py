@@ -201,7 +201,7 @@ def test_joint_domain_batch_normalises_the_pairings_together():
     data = batch()
     source, target, unassociated = data["source"], data["target"], data["unassociated"]
     generated = model.converter(source, training=False)
-    loss, _ = model._domain_terms(source, target, unassociated, generated, True)
+    loss, *_ = model._domain_terms(source, target, unassociated, generated, True)
     pairs = [tf.concat([source, image], -1) for image in (target, unassociated, generated)]
     logits = tf.split(model.domain_discriminator(tf.concat(pairs, 0), training=True), 3)
     expected = L.domain_loss(*logits, cfg.adversarial_loss)
@@ -213,6 +213,85 @@ def test_joint_domain_batch_normalises_the_pairings_together():
     _, terms = model._converter_objective(source, target, generated, True, unassociated)
     view = L.converter_adversarial_term(logits[2], cfg.adversarial_loss)
     assert_close(float(terms["adversarial_domain"]), float(view), sum_ulps(3 * SUMMED))
+
+
+def test_recorded_domain_statistics_are_the_joint_batch_held_constant():
+    """`recorded_domain_statistics`: D_A's update records its joint batch statistics, and the
+    converter's view of the generated pairs alone normalises with them as D_A in inference
+    mode would with those as its moving statistics: the joint batch's logits for those pairs,
+    gradients that do not flow through the statistics, and the moving statistics untouched."""
+    keras.utils.set_random_seed(0)
+    cfg = PLDTConfig(**TINY, joint_domain_batch=True, recorded_domain_statistics=True)
+    model = PLDT(cfg)
+    d_a = model.domain_discriminator
+    data = batch()
+    source, target, unassociated = data["source"], data["target"], data["unassociated"]
+    generated = model.converter(source, training=False)
+    _, _, (statistics, real) = model._domain_terms(source, target, unassociated, generated, True)
+    norms = [layer for layer in d_a.layers if isinstance(layer, GroupedBatchNormalization)]
+    assert sorted(statistics) == sorted(layer.name for layer in norms) and real is None
+    pairs = [tf.concat([source, image], -1) for image in (target, unassociated, generated)]
+    joint = tf.split(d_a(tf.concat(pairs, 0), training=True), 3)[2]
+    moving = [w.numpy() for w in d_a.non_trainable_weights]
+    fake = tf.Variable(pairs[2])
+    with tf.GradientTape() as tape:
+        with networks.batch_norm_statistics(d_a, statistics, "replay"):
+            replayed = d_a(fake, training=True)
+    grad = tape.gradient(replayed, fake)
+    for before, after in zip(moving, d_a.non_trainable_weights, strict=True):
+        np.testing.assert_array_equal(before, after.numpy())
+    assert_close(replayed.numpy(), joint.numpy(), sum_ulps(3 * SUMMED))
+    for layer in norms:
+        layer.moving_mean.assign(statistics[layer.name][0])
+        layer.moving_variance.assign(statistics[layer.name][1])
+    with tf.GradientTape() as tape:
+        inference = d_a(fake, training=False)
+    assert_close(replayed.numpy(), inference.numpy(), sum_ulps(SUMMED))
+    expected = tape.gradient(inference, fake)
+    assert_close(grad.numpy(), expected.numpy(), sum_ulps(SUMMED))
+
+
+@pytest.mark.parametrize("feature_matching", [0.0, 10.0])
+def test_converter_view_with_recorded_statistics(feature_matching):
+    """The converter's adversarial D_A term and feature matching under
+    `recorded_domain_statistics` read the replayed generated pairs and the recorded
+    (I_S, I_T) features, and their gradient reaches the converter."""
+    keras.utils.set_random_seed(0)
+    cfg = PLDTConfig(
+        **TINY,
+        joint_domain_batch=True,
+        recorded_domain_statistics=True,
+        feature_matching_weight=feature_matching,
+    )
+    model = PLDT(cfg)
+    data = batch()
+    source, target, unassociated = data["source"], data["target"], data["unassociated"]
+    generated = model.converter(source, training=False)
+    _, _, recorded = model._domain_terms(source, target, unassociated, generated, True)
+    assert (recorded[1] is None) == (not feature_matching)
+    d_a = model.domain_discriminator
+    with tf.GradientTape() as tape:
+        generated = model.converter(source, training=True)
+        _, terms = model._converter_objective(
+            source, target, generated, True, unassociated, recorded=recorded
+        )
+        view = terms["adversarial_domain"]
+    grads = tape.gradient(view, model.converter.trainable_variables)
+    assert all(g is not None for g in grads) and float(tf.linalg.global_norm(grads)) > 0
+    fake_pair = tf.concat([source, generated], -1)
+    with networks.batch_norm_statistics(d_a, recorded[0], "replay"):
+        expected = L.converter_adversarial_term(d_a(fake_pair, training=True), "bce")
+    assert_close(float(view), float(expected), sum_ulps(SUMMED))
+    if feature_matching:
+        with networks.batch_norm_statistics(d_a, recorded[0], "replay"):
+            fake_taps = model._domain_features(fake_pair, training=True)
+        expected = L.feature_matching(recorded[1][:-1], fake_taps[:-1])
+        assert_close(float(terms["feature_matching"]), float(expected), sum_ulps(SUMMED))
+
+
+def test_recorded_domain_statistics_need_the_joint_batch():
+    with pytest.raises(ValueError, match="recorded_domain_statistics"):
+        PLDTConfig(**TINY, recorded_domain_statistics=True)
 
 
 @pytest.fixture
