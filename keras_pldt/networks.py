@@ -110,10 +110,8 @@ class GroupedBatchNormalization(layers.BatchNormalization):
         self._update_moving_statistics(
             tf.reshape(mean, [groups, channels]), tf.reshape(variance, [groups, channels])
         )
-        gamma = tf.cast(self.gamma, x.dtype) if self.scale else None
-        beta = tf.cast(self.beta, x.dtype) if self.center else None
-        out = tf.nn.batch_normalization(grouped, mean, variance, beta, gamma, self.epsilon)
-        return tf.cast(tf.reshape(out, tf.shape(x)), self.compute_dtype)
+        out = self._normalise(grouped, mean, variance)
+        return tf.reshape(out, tf.shape(x))
 
     def _record_call(self, inputs):
         """A plain training call (one batch, statistics synchronised across replicas when the
@@ -124,10 +122,7 @@ class GroupedBatchNormalization(layers.BatchNormalization):
         mean, variance = self._moments(x, None)
         self._update_moving_statistics(mean[None], variance[None])
         self.statistics[self.name] = (mean, variance)
-        gamma = tf.cast(self.gamma, x.dtype) if self.scale else None
-        beta = tf.cast(self.beta, x.dtype) if self.center else None
-        out = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
-        return tf.cast(out, self.compute_dtype)
+        return self._normalise(x, mean, variance)
 
     def _replay_call(self, inputs, mean, variance):
         """Training-mode normalisation with recorded statistics, held constant: gradients reach
@@ -135,21 +130,28 @@ class GroupedBatchNormalization(layers.BatchNormalization):
         mean, variance = tf.stop_gradient(mean), tf.stop_gradient(variance)
         if len(inputs.shape) == 4 and _fused_kernel_applies(inputs.dtype):
             x = tf.cast(inputs, self.compute_dtype)
-            channels = x.shape[-1]
             y, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=x,
-                scale=tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels]),
-                offset=tf.cast(self.beta, "float32") if self.center else tf.zeros([channels]),
-                mean=mean, variance=variance, epsilon=self.epsilon, is_training=False,
+                x=x, **self._fused_scale_offset(x.shape[-1]), mean=mean, variance=variance,
+                epsilon=self.epsilon, is_training=False,
             )  # fmt: skip
             return y
         x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        return self._normalise(x, tf.cast(mean, x.dtype), tf.cast(variance, x.dtype))
+
+    def _normalise(self, x, mean, variance):
+        """gamma (x - mean) / sqrt(variance + epsilon) + beta in `x`'s dtype, cast to the
+        compute dtype."""
         gamma = tf.cast(self.gamma, x.dtype) if self.scale else None
         beta = tf.cast(self.beta, x.dtype) if self.center else None
-        out = tf.nn.batch_normalization(
-            x, tf.cast(mean, x.dtype), tf.cast(variance, x.dtype), beta, gamma, self.epsilon
-        )
+        out = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
         return tf.cast(out, self.compute_dtype)
+
+    def _fused_scale_offset(self, channels: int) -> dict:
+        """`FusedBatchNormV3`'s float32 `scale` and `offset`: gamma and beta, or 1 and 0."""
+        return {
+            "scale": tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels]),
+            "offset": tf.cast(self.beta, "float32") if self.center else tf.zeros([channels]),
+        }
 
     def _update_moving_statistics(self, means, variances):
         """The sequential moving-average updates of one call per row of `means`/`variances`."""
@@ -164,8 +166,7 @@ class GroupedBatchNormalization(layers.BatchNormalization):
     def _fused_call(self, inputs, groups: int):
         x = tf.cast(inputs, self.compute_dtype)
         channels = x.shape[-1]
-        gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
-        beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
+        scale_offset = self._fused_scale_offset(channels)
         empty = tf.zeros([0], "float32")
         # The kernel returns the Bessel-corrected variance; Keras' moving variance (and the
         # normalisation) use the biased one: values per channel in a slice, n - 1 over n.
@@ -174,7 +175,7 @@ class GroupedBatchNormalization(layers.BatchNormalization):
         outs, means, variances = [], [], []
         for part in tf.split(x, groups, axis=0) if groups > 1 else [x]:
             y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-                x=part, scale=gamma, offset=beta, mean=empty, variance=empty,
+                x=part, **scale_offset, mean=empty, variance=empty,
                 epsilon=self.epsilon, is_training=True,
             )  # fmt: skip
             outs.append(y)
@@ -193,6 +194,13 @@ def _fused_kernel_applies(dtype) -> bool:
     return on_cpu and tf.as_dtype(dtype) in (tf.float32, tf.bfloat16)
 
 
+def _grouped_norms(model: keras.Model) -> list[GroupedBatchNormalization]:
+    """`model`'s `GroupedBatchNormalization` layers, nested models included."""
+    return [
+        layer for layer in model._flatten_layers() if isinstance(layer, GroupedBatchNormalization)
+    ]
+
+
 @contextlib.contextmanager
 def batch_norm_groups(model: keras.Model, groups: int):
     """Within the block, training calls of `model` normalise `groups` equal sub-batches apart.
@@ -200,9 +208,7 @@ def batch_norm_groups(model: keras.Model, groups: int):
     `model(tf.concat([a, b, c], 0), training=True)` under `batch_norm_groups(model, 3)` gives the
     outputs, gradients and moving statistics of `model(a)`, `model(b)`, `model(c)` in turn.
     """
-    norms = [
-        layer for layer in model._flatten_layers() if isinstance(layer, GroupedBatchNormalization)
-    ]
+    norms = _grouped_norms(model)
     for layer in norms:
         layer.groups = groups
     try:
@@ -223,9 +229,7 @@ def batch_norm_statistics(model: keras.Model, statistics: dict, mode: str):
     """
     if mode not in ("record", "replay"):
         raise ValueError(f"mode must be 'record' or 'replay', got {mode!r}")
-    norms = [
-        layer for layer in model._flatten_layers() if isinstance(layer, GroupedBatchNormalization)
-    ]
+    norms = _grouped_norms(model)
     for layer in norms:  # the dict itself, not the copy Keras' attribute tracking would make
         object.__setattr__(layer, "statistics", statistics)
         layer.statistics_mode = mode
