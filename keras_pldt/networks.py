@@ -246,11 +246,12 @@ def _spectral_norm(layer, name: str):
     dtype under a mixed policy. The wrapper writes the normalised kernel back into the float32
     master weights on every training call: computed in float16 or bfloat16 it rounds them to
     that precision each time (Adam's small updates are lost) and, in float16, a narrow layer's
-    vector norms underflow and the kernel turns NaN. The wrapped layer still computes in the
-    policy's compute dtype."""
+    vector norms underflow and the kernel turns NaN. So the wrapper does not autocast
+    (`autocast=False`: the kernel is read in float32), while it keeps the policy, so its input
+    and output stay in the compute dtype (no float32 round trip between layers); the wrapped
+    layer computes in the policy's compute dtype."""
     policy = keras.mixed_precision.global_policy()
-    dtype = policy.variable_dtype if policy.compute_dtype != policy.variable_dtype else policy
-    return layers.SpectralNormalization(layer, name=name, dtype=dtype)
+    return layers.SpectralNormalization(layer, name=name, dtype=policy, autocast=False)
 
 
 def _batch_norm(config: PLDTConfig, name: str, grouped: bool = False):
