@@ -68,15 +68,28 @@ METHODS = {
     "robust+L1+L2": {**ROBUST_AT_5E4, "joint_domain_batch": True, "mse_weight": 200.0},
     "robust+L2x2": {**ROBUST_AT_5E4_L2, "mse_weight": 400.0},
     "robust+L2x5": {**ROBUST_AT_5E4_L2, "mse_weight": 1000.0},
-    # robust+L2 with the encoder trained by the pixel MSE alone, as C+MSE's is (D_R, D_A and
-    # feature matching train the decoder only): the code of C+MSE, the decoder of the GAN.
     # robust+L2 with half of D_A's unassociated targets the batch's most similar other
     # product (robust+hardneg: +5 points of top-5 over the L1 preset at the full budget).
     "robust+L2+hardneg": {**ROBUST_AT_5E4_L2, "mse_weight": 200.0, "hard_negatives": 0.5},
+    # robust+L2 with the pixel contrast: C(I_S) nearer its own product image than the batch's
+    # other products' (`pixel_contrast_weight`).
+    "robust+L2+pixel-contrast": {
+        **ROBUST_AT_5E4_L2,
+        "mse_weight": 200.0,
+        "pixel_contrast_weight": 5.0,
+    },
+    # robust+L2 with the encoder trained by the pixel MSE alone, as C+MSE's is (D_R, D_A and
+    # feature matching train the decoder only): the code of C+MSE, the decoder of the GAN.
     "robust+L2+pixel-encoder": {
         **ROBUST_AT_5E4_L2,
         "mse_weight": 200.0,
         "adversarial_encoder": False,
+    },
+    # C+MSE with the same augmentation and the pixel contrast: whether it is D_A that gains.
+    "C+MSE+srcaug+pixel-contrast": {
+        "variant": "mse",
+        "source_augment": "flip,crop",
+        "pixel_contrast_weight": 5.0,
     },
     # C+MSE with the same augmentation and the code contrast: whether it is D_A that gains.
     "C+MSE+srcaug+contrast": {

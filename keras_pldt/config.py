@@ -59,6 +59,7 @@ class PLDTConfig:
     feature_matching_weight: float = 0.0  # D_A features of (I_S, C(I_S)) vs (I_S, I_T)
     identity_weight: float = 0.0  # C(I_T) = I_T (losses.identity_l1)
     code_contrast_weight: float = 0.0  # losses.code_contrast: code(I_S) picks its I_T
+    pixel_contrast_weight: float = 0.0  # losses.pixel_contrast: C(I_S) picks its I_T
     adversarial_encoder: bool = True  # False: D_R/D_A terms train the decoder only
     # discriminators
     spectral_norm: bool = False
@@ -261,7 +262,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "objective": (
         "variant", "adversarial_loss", "reconstruction_weight", "reconstruction_lowpass",
         "mse_weight", "ssim_weight", "gradient_weight", "frequency_weight",
-        "feature_matching_weight", "identity_weight", "code_contrast_weight", "adversarial_encoder",
+        "feature_matching_weight", "identity_weight", "code_contrast_weight",
+        "pixel_contrast_weight", "adversarial_encoder",
     ),
     "discriminators": (
         "spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout",
@@ -292,7 +294,9 @@ PIXEL_TERMS = (
 )  # fmt: skip
 #: The converter's terms that read no discriminator: what trains the encoder when
 #: `adversarial_encoder` is False.
-ENCODER_TERMS = (*PIXEL_TERMS, "identity_weight", "code_contrast_weight")
+ENCODER_TERMS = (
+    *PIXEL_TERMS, "identity_weight", "code_contrast_weight", "pixel_contrast_weight",
+)  # fmt: skip
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(PLDTConfig)}
 
 

@@ -70,27 +70,49 @@ def converter_adversarial_term(generated_logits, kind: str = "bce"):
     raise ValueError(f"unknown adversarial loss {kind!r}")
 
 
-def code_contrast(source_code, target_code, product=None, temperature: float = 0.1):
-    """InfoNCE (van den Oord et al. 2018, in CLIP's form) between the converter's codes of the
-    sources and of the batch's product images: each source's code must be nearer (cosine, over
-    `temperature`) to its own product's image than to the batch's other products' (rows of the
-    same `product` are not counted as others). A product-identity signal for the encoder that
-    needs no class count and holds for products never trained on."""
-
-    def unit(code):
-        code = tf.cast(code, tf.float32)
-        return tf.math.l2_normalize(tf.reshape(code, [tf.shape(code)[0], -1]), axis=1)
-
-    logits = tf.matmul(unit(source_code), unit(target_code), transpose_b=True) / temperature
+def _info_nce(logits, product=None):
+    """InfoNCE (van den Oord et al. 2018) of a [B, B] similarity matrix: row i must pick column
+    i; columns of the row's own `product` other than i are not counted as negatives."""
     n = tf.shape(logits)[0]
     if product is not None:
         product = tf.reshape(tf.cast(product, tf.int32), [-1])
         same = tf.equal(product[:, None], product[None, :]) & ~tf.eye(n, dtype=tf.bool)
         logits = tf.where(same, tf.fill(tf.shape(logits), -1e9), logits)
-    labels = tf.range(n)
     return tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.range(n), logits=logits)
     )
+
+
+def _flat(x):
+    x = tf.cast(x, tf.float32)
+    return tf.reshape(x, [tf.shape(x)[0], -1])
+
+
+def code_contrast(source_code, target_code, product=None, temperature: float = 0.1):
+    """InfoNCE (in CLIP's form) between the converter's codes of the sources and of the batch's
+    product images: each source's code must be nearer (cosine, over `temperature`) to its own
+    product's image than to the batch's other products' (rows of the same `product` are not
+    counted as others). A product-identity signal for the encoder that needs no class count and
+    holds for products never trained on."""
+    unit = lambda code: tf.math.l2_normalize(_flat(code), axis=1)  # noqa: E731
+    logits = tf.matmul(unit(source_code), unit(target_code), transpose_b=True) / temperature
+    return _info_nce(logits, product)
+
+
+def pixel_contrast(generated, target, product=None, temperature: float = 0.05):
+    """InfoNCE over pixel distances: each generated image must be nearer (mean squared pixel
+    distance, over `temperature`) to its own product image than to the batch's other products'
+    (rows of the same `product` are not counted as others). Where the pixel MSE pulls C(I_S)
+    to its target alone, this also pushes it from the products it could be taken for: the
+    relevance the paper asks of D_A's unassociated pairs (Eq. 5), as a pixel term."""
+    g, t = _flat(generated), _flat(target)
+    squared = (
+        tf.reduce_sum(tf.square(g), 1)[:, None]
+        + tf.reduce_sum(tf.square(t), 1)[None, :]
+        - 2.0 * tf.matmul(g, t, transpose_b=True)
+    )
+    distance = squared / tf.cast(tf.shape(g)[1], tf.float32)
+    return _info_nce(-distance / temperature, product)
 
 
 #: The converter's terms that read a discriminator (D_R's or D_A's logits or D_A's features):
@@ -115,7 +137,7 @@ def converter_terms(config) -> list[Term]:
 
     Eq. 6 (non-saturating): 1/2 D_R term + 1/2 D_A term (the D_R term alone for C+RF); C+MSE's
     pixel MSE; then the config's extra terms (L1, pixel MSE, SSIM, gradient difference, focal
-    frequency, D_A feature matching, identity, code contrast), each with its weight. The
+    frequency, D_A feature matching, identity, code and pixel contrast), each with its weight. The
     objective is their weighted sum.
     """
     kind, terms = config.adversarial_loss, []
@@ -143,6 +165,10 @@ def converter_terms(config) -> list[Term]:
         "code_contrast": (
             config.code_contrast_weight,
             lambda v: code_contrast(v.source_code, v.target_code, v.product),
+        ),
+        "pixel_contrast": (
+            config.pixel_contrast_weight,
+            lambda v: pixel_contrast(v.generated, v.target, v.product),
         ),
     }
     terms += [Term(name, weight, fn) for name, (weight, fn) in extras.items() if weight]

@@ -116,6 +116,29 @@ def test_focal_frequency_weights_the_worst_frequencies_fully():
     )
 
 
+def test_pixel_contrast_ranks_by_pixel_distance_and_ignores_same_product_rows():
+    """InfoNCE over mean squared pixel distances: near 0 when each generated image is its own
+    target and the targets are far apart, above log(n) when each is another row's target, and
+    a twin row of the same product is not a negative; its gradient pulls a generated image
+    towards its own target."""
+    rng = np.random.default_rng(0)
+    targets = rng.choice([-1.0, 1.0], (4, 8, 8, 3)).astype("float32")
+    own = float(losses.pixel_contrast(tf.constant(targets), tf.constant(targets)))
+    other = float(losses.pixel_contrast(tf.constant(np.roll(targets, 1, 0)), tf.constant(targets)))
+    assert own < 1e-3 < np.log(4) < other
+    twins = targets.copy()
+    twins[1] = twins[0]
+    unmasked = float(losses.pixel_contrast(tf.constant(twins), tf.constant(twins)))
+    product = tf.constant([7, 7, 8, 9])
+    masked = float(losses.pixel_contrast(tf.constant(twins), tf.constant(twins), product))
+    assert masked < 1e-3 and unmasked > 0.5 * np.log(2)
+    generated = tf.Variable(0.5 * targets)
+    with tf.GradientTape() as tape:
+        loss = losses.pixel_contrast(generated, tf.constant(targets))
+    step = -tape.gradient(loss, generated).numpy()
+    assert np.mean(step * (targets - generated.numpy())) > 0
+
+
 def test_code_contrast_is_low_for_matching_codes_and_ignores_same_product_rows():
     """InfoNCE over the batch: near 0 when each source's code is its own product image's (and
     the others orthogonal), log(n)-ish when codes are unrelated; rows of the same product are
