@@ -197,3 +197,24 @@ def test_projection_domain_discriminator_scores_an_inner_product_of_two_embeddin
     assert not np.allclose(np.asarray(d(other_source)), got)
     phi_other = keras.Model(d.input, d.get_layer("lrelu_phi").output)(other_source)
     assert_close(phi_other, phi, ulps=4)
+
+
+def test_mixed_bfloat16_networks_have_no_float32_round_trip_between_layers():
+    """Under `precision="bfloat16"` every layer of the robust preset's networks hands its
+    successor a bfloat16 tensor; only the outputs (the converter's image, the logits) are
+    float32."""
+    from keras_pldt.config import get_preset
+    from keras_pldt.model import PLDT
+
+    cfg = get_preset("robust", image_size=16, base_filters=4, batch_size=4, precision="bfloat16")
+    model = PLDT(cfg)
+    converter = model.converter
+    networks = [converter.get_layer("encoder"), converter.get_layer("decoder")]
+    networks += [model.real_fake_discriminator, model.domain_discriminator]
+    for network in networks:
+        h = keras.ops.zeros([4, *network.input.shape[1:]], "bfloat16")
+        for layer in network.layers[1:]:
+            h = layer(h, training=True)
+            last = layer is network.layers[-1] and network.name != "encoder"
+            expected = "float32" if last else "bfloat16"
+            assert keras.backend.standardize_dtype(h.dtype) == expected, (network.name, layer.name)
