@@ -214,6 +214,18 @@ class PLDTConfig:
         values.update({name: _DEFAULTS[name] for name in draft.ignored_switches()})
         return PLDTConfig(**values)
 
+    def override(self, **changes: Any) -> PLDTConfig:
+        """This config with `changes` applied, as a preset takes explicit settings: a `variant`
+        change first adapts it (`with_variant`); a switch of this config that the changes leave
+        without use (`recorded_domain_statistics` once `joint_domain_batch` is off) goes back
+        to its default; a change that would itself be ignored is an error."""
+        base = self.with_variant(changes["variant"]) if "variant" in changes else self
+        values = {**base.to_dict(), **changes}
+        draft = object.__new__(PLDTConfig)  # unvalidated: finding what to reset is the check
+        draft.__dict__.update(values)
+        values.update({k: _DEFAULTS[k] for k in draft.ignored_switches() if k not in changes})
+        return PLDTConfig(**values)
+
     def group(self, name: str) -> dict[str, Any]:
         """The fields of one concern (`GROUPS`): networks, objective, ..., runtime."""
         return {k: getattr(self, k) for k in GROUPS[name]}
@@ -338,11 +350,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def get_preset(name: str, **overrides: Any) -> PLDTConfig:
-    """The named preset (`paper`, `demo`, ...) with `overrides` applied. A `variant` override
-    first adapts the preset to that variant (`PLDTConfig.with_variant`)."""
+    """The named preset (`paper`, `demo`, ...) with `overrides` applied
+    (`PLDTConfig.override`)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    if "variant" not in overrides:
-        return PLDTConfig(**{**PRESETS[name], **overrides})
-    base = PLDTConfig(**PRESETS[name]).with_variant(overrides["variant"])
-    return base.replace(**overrides)
+    return PLDTConfig(**PRESETS[name]).override(**overrides)

@@ -163,13 +163,12 @@ def resolve_methods(names, methods: Mapping[str, Mapping[str, Any]] | None = Non
 def method_config(
     base, label: str, pinned: dict[str, Any] | None = None, methods: Mapping | None = None
 ):
-    """`base` for the method's variant (:meth:`PLDTConfig.with_variant`: the base's switches
-    that variant cannot use reset), with the method's switches (from `methods`, default
-    :data:`METHODS`), then the `pinned` fields (explicit settings) over them."""
+    """`base` with the method's switches (from `methods`, default :data:`METHODS`), then the
+    `pinned` fields (explicit settings) over them, each by :meth:`PLDTConfig.override` (the
+    switches a variant or a pinned field leaves without use reset)."""
     methods = METHODS if methods is None else methods
-    changes = {**methods[label], **(pinned or {})}
     try:
-        return base.with_variant(changes.get("variant", base.variant)).replace(**changes)
+        return base.override(**methods[label]).override(**(pinned or {}))
     except (TypeError, ValueError) as e:
         raise ReproduceError(f"method {label}: {e}") from None
 

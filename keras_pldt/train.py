@@ -176,15 +176,12 @@ def set_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def resolve_config(args: argparse.Namespace) -> PLDTConfig:
-    """Preset (for the chosen variant: `PLDTConfig.with_variant`), then explicit flags, then
-    --set FIELD=VALUE. Settings a variant would ignore are refused when given explicitly."""
+    """Preset, then explicit flags, then --set FIELD=VALUE (`PLDTConfig.override`: adapted to
+    the chosen variant; settings the config would ignore are refused when given explicitly)."""
     preset = args.preset or ("paper" if (args.data or args.manifest) else "demo")
     overrides = explicit_overrides(args)
     try:
-        base = get_preset(preset)
-        if "variant" in overrides:
-            base = base.with_variant(overrides["variant"])
-        return base.replace(**overrides)
+        return get_preset(preset, **overrides)
     except ValueError as e:
         raise RunError(str(e)) from None
 

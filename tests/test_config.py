@@ -84,3 +84,19 @@ def test_domain_projection_needs_a_domain_discriminator(variant):
     projected = PLDTConfig(domain_projection=True)
     assert projected.with_variant(variant).domain_projection is False
     assert projected.with_variant("rf+dd-neg").domain_projection is True
+
+
+def test_a_preset_switch_the_overrides_leave_unused_goes_back_to_its_default(monkeypatch):
+    """`--preset X --set joint_domain_batch=false` on a preset that records D_A's statistics
+    turns the recording off with it; setting both explicitly is still refused."""
+    recording = {**PRESETS["robust"], "recorded_domain_statistics": True}
+    monkeypatch.setitem(PRESETS, "recording", recording)
+    assert get_preset("recording").recorded_domain_statistics
+    per_pairing = get_preset("recording", joint_domain_batch=False)
+    assert (per_pairing.joint_domain_batch, per_pairing.recorded_domain_statistics) == (
+        False,
+        False,
+    )
+    assert get_preset("recording", variant="rf").feature_matching_weight == 0.0
+    with pytest.raises(ValueError, match="recorded_domain_statistics"):
+        get_preset("recording", joint_domain_batch=False, recorded_domain_statistics=True)
