@@ -35,6 +35,10 @@ ROBUST_AT_5E4 = {**ROBUST_AT_2E4, "learning_rate": 5e-4, "decay_learning_rate": 
 ROBUST_AT_5E4_L2 = {**ROBUST_AT_5E4, "joint_domain_batch": True, "reconstruction_weight": 0.0}
 
 METHODS = {
+    # The preset with the converter's view of D_A over the joint batch of the three pairings,
+    # forward and backward (`recorded_domain_statistics` off): the `C+RF+DD+robust` rows of
+    # docs/results.md and the README measured before the preset replayed D_A's statistics.
+    "robust(joint view)": {**ROBUST_AT_5E4, "joint_domain_batch": True},
     # The preset with D_A's batch norm over one pairing at a time (separate batches for the
     # associated, unassociated and generated pairs) instead of the update's pairings together.
     "robust(per-pairing)": {**ROBUST_AT_5E4, "joint_domain_batch": False},
@@ -77,6 +81,11 @@ METHODS = {
         **ROBUST_AT_5E4_L2,
         "mse_weight": 200.0,
         "pixel_contrast_weight": 5.0,
+    },
+    "robust+L2+pixel-contrastx4": {
+        **ROBUST_AT_5E4_L2,
+        "mse_weight": 200.0,
+        "pixel_contrast_weight": 20.0,
     },
     # robust+L2 with the encoder trained by the pixel MSE alone, as C+MSE's is (D_R, D_A and
     # feature matching train the decoder only): the code of C+MSE, the decoder of the GAN.

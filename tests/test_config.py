@@ -32,6 +32,7 @@ def test_robust_preset_keeps_the_paper_and_adds_switches():
         "diff_augment",
         "feature_matching_weight",
         "joint_domain_batch",
+        "recorded_domain_statistics",
         "upsampling",
         "source_augment",
         "learning_rate",
