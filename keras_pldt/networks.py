@@ -241,6 +241,12 @@ def batch_norm_statistics(model: keras.Model, statistics: dict, mode: str):
             layer.statistics_mode = None
 
 
+def _compute_dtype() -> str:
+    """A discriminator's input dtype: the policy's compute dtype, so that a mixed-precision
+    batch enters its first layer without a float32 round trip (forward and backward)."""
+    return keras.mixed_precision.global_policy().compute_dtype
+
+
 def _spectral_norm(layer, name: str):
     """Keras' `SpectralNormalization` around `layer`, its power iteration in the variables'
     dtype under a mixed policy. The wrapper writes the normalised kernel back into the float32
@@ -383,7 +389,11 @@ def _build_discriminator(
     config: PLDTConfig, channels: int, name: str, patches: bool = False
 ) -> keras.Model:
     size = config.image_size
-    inputs = keras.Input((size, size, channels), name="pair" if channels == 6 else "image")
+    inputs = keras.Input(
+        (size, size, channels),
+        name="pair" if channels == 6 else "image",
+        dtype=_compute_dtype(),
+    )
     stages = stage_widths(size, config.base_filters)
     x = _conv_stack(
         inputs,
@@ -426,7 +436,7 @@ def build_domain_discriminator(config: PLDTConfig) -> keras.Model:
     if not config.domain_projection:
         return _build_discriminator(config, 6, "domain_discriminator")
     size = config.image_size
-    pair = keras.Input((size, size, 6), name="pair")
+    pair = keras.Input((size, size, 6), name="pair", dtype=_compute_dtype())
     options = dict(spectral_norm=config.spectral_norm, dropout=config.discriminator_dropout)
 
     def embedding(x, prefix, name):

@@ -211,6 +211,8 @@ def test_mixed_bfloat16_networks_have_no_float32_round_trip_between_layers():
     converter = model.converter
     networks = [converter.get_layer("encoder"), converter.get_layer("decoder")]
     networks += [model.real_fake_discriminator, model.domain_discriminator]
+    for d in networks[2:]:  # a batch enters a discriminator in bfloat16
+        assert keras.backend.standardize_dtype(d.input.dtype) == "bfloat16", d.name
     for network in networks:
         h = keras.ops.zeros([4, *network.input.shape[1:]], "bfloat16")
         for layer in network.layers[1:]:
