@@ -94,12 +94,6 @@ METHODS = {
         "mse_weight": 200.0,
         "adversarial_encoder": False,
     },
-    # C+MSE with the same augmentation and the pixel contrast: whether it is D_A that gains.
-    "C+MSE+srcaug+pixel-contrast": {
-        "variant": "mse",
-        "source_augment": "flip,crop",
-        "pixel_contrast_weight": 5.0,
-    },
     # C+MSE with the same augmentation and the code contrast: whether it is D_A that gains.
     "C+MSE+srcaug+contrast": {
         "variant": "mse",
