@@ -75,6 +75,19 @@ METHODS = {
     # robust+L2 with half of D_A's unassociated targets the batch's most similar other
     # product (robust+hardneg: +5 points of top-5 over the L1 preset at the full budget).
     "robust+L2+hardneg": {**ROBUST_AT_5E4_L2, "mse_weight": 200.0, "hard_negatives": 0.5},
+    # The preset (recorded view) with the pixel contrast beside its L1 anchor.
+    "robust+pixel-contrast": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "recorded_domain_statistics": True,
+        "pixel_contrast_weight": 5.0,
+    },
+    "robust+pixel-contrastx2": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "recorded_domain_statistics": True,
+        "pixel_contrast_weight": 10.0,
+    },
     # robust+L2 with the pixel contrast: C(I_S) nearer its own product image than the batch's
     # other products' (`pixel_contrast_weight`).
     "robust+L2+pixel-contrast": {
