@@ -36,8 +36,8 @@ ROBUST_AT_5E4_L2 = {**ROBUST_AT_5E4, "joint_domain_batch": True, "reconstruction
 
 METHODS = {
     # The preset with the converter's view of D_A over the joint batch of the three pairings,
-    # forward and backward (`recorded_domain_statistics` off): the `C+RF+DD+robust` rows of
-    # docs/results.md and the README measured before the preset replayed D_A's statistics.
+    # forward and backward (`recorded_domain_statistics` off): the recipe of the documented
+    # `C+RF+DD+robust` rows of docs/results.md and the README.
     "robust(joint view)": {**ROBUST_AT_5E4, "joint_domain_batch": True},
     # The preset with D_A's batch norm over one pairing at a time (separate batches for the
     # associated, unassociated and generated pairs) instead of the update's pairings together.
