@@ -209,10 +209,7 @@ class PLDTConfig:
         values = {**self.to_dict(), "variant": variant}
         if variant == "mse":
             values.update({name: _DEFAULTS[name] for name in PIXEL_TERMS})
-        draft = object.__new__(PLDTConfig)  # unvalidated: finding what to reset is the check
-        draft.__dict__.update(values)
-        values.update({name: _DEFAULTS[name] for name in draft.ignored_switches()})
-        return PLDTConfig(**values)
+        return PLDTConfig(**_unused_reset(values))
 
     def override(self, **changes: Any) -> PLDTConfig:
         """This config with `changes` applied, as a preset takes explicit settings: a `variant`
@@ -220,11 +217,7 @@ class PLDTConfig:
         without use (`recorded_domain_statistics` once `joint_domain_batch` is off) goes back
         to its default; a change that would itself be ignored is an error."""
         base = self.with_variant(changes["variant"]) if "variant" in changes else self
-        values = {**base.to_dict(), **changes}
-        draft = object.__new__(PLDTConfig)  # unvalidated: finding what to reset is the check
-        draft.__dict__.update(values)
-        values.update({k: _DEFAULTS[k] for k in draft.ignored_switches() if k not in changes})
-        return PLDTConfig(**values)
+        return PLDTConfig(**_unused_reset({**base.to_dict(), **changes}, keep=changes))
 
     def group(self, name: str) -> dict[str, Any]:
         """The fields of one concern (`GROUPS`): networks, objective, ..., runtime."""
@@ -353,6 +346,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The robust recipe at a width that trains on a 2-core CPU in minutes (synthetic set).
     "demo": {**ROBUST, "base_filters": 16, "batch_size": 32, "epochs": 4, "decay_epochs": 1},
 }
+
+
+def _unused_reset(values: dict[str, Any], keep=()) -> dict[str, Any]:
+    """`values` with the switches a config of them would ignore back at their defaults, except
+    those in `keep` (left for validation to refuse)."""
+    draft = object.__new__(PLDTConfig)  # unvalidated: finding what to reset is the check
+    draft.__dict__.update(values)
+    reset = {k: _DEFAULTS[k] for k in draft.ignored_switches() if k not in keep}
+    return {**values, **reset}
 
 
 def get_preset(name: str, **overrides: Any) -> PLDTConfig:

@@ -105,14 +105,19 @@ def pixel_contrast(generated, target, product=None, temperature: float = 0.05):
     (rows of the same `product` are not counted as others). Where the pixel MSE pulls C(I_S)
     to its target alone, this also pushes it from the products it could be taken for: the
     relevance the paper asks of D_A's unassociated pairs (Eq. 5), as a pixel term."""
-    g, t = _flat(generated), _flat(target)
-    squared = (
-        tf.reduce_sum(tf.square(g), 1)[:, None]
-        + tf.reduce_sum(tf.square(t), 1)[None, :]
-        - 2.0 * tf.matmul(g, t, transpose_b=True)
-    )
-    distance = squared / tf.cast(tf.shape(g)[1], tf.float32)
+    pixels = tf.cast(tf.reduce_prod(tf.shape(generated)[1:]), tf.float32)
+    distance = pairwise_squared_distance(generated, target) / pixels
     return _info_nce(-distance / temperature, product)
+
+
+def pairwise_squared_distance(a, b):
+    """[A, B] squared L2 distances between the flattened rows of `a` and of `b` (float32)."""
+    a, b = _flat(a), _flat(b)
+    return (
+        tf.reduce_sum(tf.square(a), 1)[:, None]
+        + tf.reduce_sum(tf.square(b), 1)[None, :]
+        - 2.0 * tf.matmul(a, b, transpose_b=True)
+    )
 
 
 #: The converter's terms that read a discriminator (D_R's or D_A's logits or D_A's features):

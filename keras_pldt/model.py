@@ -275,9 +275,7 @@ class PLDT(keras.Model):
         D_A can only reject by the product's identity, not its colour or shape alone."""
         size = self.config.image_size
         pooled = tf.nn.avg_pool2d(tf.cast(target, tf.float32), size // 8, size // 8, "VALID")
-        flat = tf.reshape(pooled, [tf.shape(target)[0], -1])
-        squared = tf.reduce_sum(tf.square(flat), 1)
-        distance = squared[:, None] + squared[None, :] - 2.0 * tf.matmul(flat, flat, False, True)
+        distance = losses.pairwise_squared_distance(pooled, pooled)
         product = tf.reshape(tf.cast(product, tf.int32), [-1])
         same = tf.equal(product[:, None], product[None, :])
         nearest = tf.argmin(tf.where(same, tf.fill(tf.shape(distance), 3e38), distance), 1)
