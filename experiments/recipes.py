@@ -88,6 +88,25 @@ METHODS = {
         "recorded_domain_statistics": True,
         "pixel_contrast_weight": 10.0,
     },
+    # robust+pixel-contrastx2 with half of D_A's unassociated targets the batch's most similar
+    # other product: the two relevance levers that each lifted top-5 at the full budget.
+    "robust+pixel-contrastx2+hardneg": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "recorded_domain_statistics": True,
+        "pixel_contrast_weight": 10.0,
+        "hard_negatives": 0.5,
+    },
+    # robust+pixel-contrastx2 with the product images of the last 1,024 training targets as
+    # the contrast's further negatives (`pixel_contrast_bank`): a synthetic epoch's 1,008
+    # training products rather than the batch's 31 others.
+    "robust+pixel-contrastx2+bank": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "recorded_domain_statistics": True,
+        "pixel_contrast_weight": 10.0,
+        "pixel_contrast_bank": 1024,
+    },
     # robust+L2 with the pixel contrast: C(I_S) nearer its own product image than the batch's
     # other products' (`pixel_contrast_weight`).
     "robust+L2+pixel-contrast": {

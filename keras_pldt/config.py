@@ -60,6 +60,8 @@ class PLDTConfig:
     identity_weight: float = 0.0  # C(I_T) = I_T (losses.identity_l1)
     code_contrast_weight: float = 0.0  # losses.code_contrast: code(I_S) picks its I_T
     pixel_contrast_weight: float = 0.0  # losses.pixel_contrast: C(I_S) picks its I_T
+    # the pixel contrast's further negatives: product images of the last N training targets
+    pixel_contrast_bank: int = 0
     adversarial_encoder: bool = True  # False: D_R/D_A terms train the decoder only
     # discriminators
     spectral_norm: bool = False
@@ -141,6 +143,11 @@ class PLDTConfig:
         for name in (*ENCODER_TERMS, "feature_matching_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        bank = self.pixel_contrast_bank
+        if bank and not bank >= self.batch_size:
+            raise ValueError(
+                f"pixel_contrast_bank must be 0 or >= batch_size={self.batch_size}, got {bank}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.hard_negatives <= 1.0:
@@ -195,6 +202,8 @@ class PLDTConfig:
             reasons.setdefault(
                 "recorded_domain_statistics", "joint_domain_batch is off (no joint statistics)"
             )
+        if not self.pixel_contrast_weight:
+            reasons["pixel_contrast_bank"] = "pixel_contrast_weight is 0 (no pixel contrast)"
         if not self.reconstruction_weight:
             reasons["reconstruction_lowpass"] = "reconstruction_weight is 0 (no L1 term)"
         return {k: why for k, why in reasons.items() if getattr(self, k) != _DEFAULTS[k]}
@@ -268,7 +277,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "variant", "adversarial_loss", "reconstruction_weight", "reconstruction_lowpass",
         "mse_weight", "ssim_weight", "gradient_weight", "frequency_weight",
         "feature_matching_weight", "identity_weight", "code_contrast_weight",
-        "pixel_contrast_weight", "adversarial_encoder",
+        "pixel_contrast_weight", "pixel_contrast_bank", "adversarial_encoder",
     ),
     "discriminators": (
         "spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout",

@@ -70,14 +70,19 @@ def converter_adversarial_term(generated_logits, kind: str = "bce"):
     raise ValueError(f"unknown adversarial loss {kind!r}")
 
 
-def _info_nce(logits, product=None):
-    """InfoNCE (van den Oord et al. 2018) of a [B, B] similarity matrix: row i must pick column
-    i; columns of the row's own `product` other than i are not counted as negatives."""
+def _info_nce(logits, product=None, column_product=None):
+    """InfoNCE (van den Oord et al. 2018) of a [B, B + M] similarity matrix: row i must pick
+    column i; columns of the row's own `product` other than i are not counted as negatives, nor
+    the M further columns of `column_product` < 0 (empty)."""
     n = tf.shape(logits)[0]
     if product is not None:
         product = tf.reshape(tf.cast(product, tf.int32), [-1])
-        same = tf.equal(product[:, None], product[None, :]) & ~tf.eye(n, dtype=tf.bool)
-        logits = tf.where(same, tf.fill(tf.shape(logits), -1e9), logits)
+        columns = product
+        if column_product is not None:
+            columns = tf.concat([product, tf.reshape(tf.cast(column_product, tf.int32), [-1])], 0)
+        own = tf.eye(n, tf.shape(columns)[0], dtype=tf.bool)
+        ignored = (tf.equal(product[:, None], columns[None, :]) & ~own) | (columns < 0)[None, :]
+        logits = tf.where(ignored, tf.fill(tf.shape(logits), -1e9), logits)
     return tf.reduce_mean(
         tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.range(n), logits=logits)
     )
@@ -99,15 +104,25 @@ def code_contrast(source_code, target_code, product=None, temperature: float = 0
     return _info_nce(logits, product)
 
 
-def pixel_contrast(generated, target, product=None, temperature: float = 0.05):
+def pixel_contrast(generated, target, product=None, temperature: float = 0.05, bank=None):
     """InfoNCE over pixel distances: each generated image must be nearer (mean squared pixel
     distance, over `temperature`) to its own product image than to the batch's other products'
     (rows of the same `product` are not counted as others). Where the pixel MSE pulls C(I_S)
     to its target alone, this also pushes it from the products it could be taken for: the
-    relevance the paper asks of D_A's unassociated pairs (Eq. 5), as a pixel term."""
+    relevance the paper asks of D_A's unassociated pairs (Eq. 5), as a pixel term.
+
+    `bank` = (images [M, S, S, 3], their product ids [M]): product images of earlier batches as
+    further negatives (`pixel_contrast_bank`), those of a row's own product and of an id < 0
+    (an empty slot) not counted; needs `product`."""
     pixels = tf.cast(tf.reduce_prod(tf.shape(generated)[1:]), tf.float32)
-    distance = pairwise_squared_distance(generated, target) / pixels
-    return _info_nce(-distance / temperature, product)
+    candidates, column_product = target, None
+    if bank is not None:
+        if product is None:
+            raise ValueError("pixel_contrast's bank needs the batch's product ids")
+        candidates = tf.concat([tf.cast(target, tf.float32), tf.cast(bank[0], tf.float32)], 0)
+        column_product = bank[1]
+    distance = pairwise_squared_distance(generated, candidates) / pixels
+    return _info_nce(-distance / temperature, product, column_product)
 
 
 def pairwise_squared_distance(a, b):
@@ -173,7 +188,7 @@ def converter_terms(config) -> list[Term]:
         ),
         "pixel_contrast": (
             config.pixel_contrast_weight,
-            lambda v: pixel_contrast(v.generated, v.target, v.product),
+            lambda v: pixel_contrast(v.generated, v.target, v.product, bank=v.contrast_bank),
         ),
     }
     terms += [Term(name, weight, fn) for name, (weight, fn) in extras.items() if weight]
@@ -348,6 +363,13 @@ class ConverterViews:
         must not shift the statistics that sources are normalised with)."""
         encoder = self.converter.get_layer("encoder")
         return self._once("target_code", lambda: encoder(self.target, training=False))
+
+    @property
+    def contrast_bank(self):
+        """(images, product ids) of the pixel contrast's bank in training
+        (`pixel_contrast_bank`), else None."""
+        bank = self.model.contrast_bank
+        return bank[:2] if self.training and bank is not None else None
 
     @property
     def real_fake(self):

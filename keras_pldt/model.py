@@ -87,6 +87,7 @@ class PLDT(keras.Model):
                 )
                 for i, w in enumerate(self.converter.weights)
             ]
+        self.contrast_bank = self._build_contrast_bank(cfg)
         self._domain_features = None
         if cfg.uses_domain and cfg.feature_matching_weight:
             d_a = self.domain_discriminator
@@ -107,6 +108,38 @@ class PLDT(keras.Model):
         self._checked_shapes = False
         self._fuse = None
         self.built = True
+
+    def _build_contrast_bank(self, cfg):
+        """The pixel contrast's bank (`pixel_contrast_bank` = N): the product images of the last
+        N training targets (float16), their product ids (-1: an empty slot) and the next slot,
+        or None. Under several replicas it keeps the first replica's targets."""
+        if not (cfg.pixel_contrast_weight and cfg.pixel_contrast_bank):
+            return None
+        n, size = cfg.pixel_contrast_bank, cfg.image_size
+        shapes = {"images": ((n, size, size, 3), "float16", 0), "products": ((n,), "int32", -1)}
+        shapes["next"] = ((), "int32", 0)
+        return tuple(
+            self.add_weight(
+                shape=shape,
+                initializer=keras.initializers.Constant(value),
+                dtype=dtype,
+                trainable=False,
+                aggregation="only_first_replica",
+                name=f"contrast_bank_{name}",
+            )
+            for name, (shape, dtype, value) in shapes.items()
+        )
+
+    def _push_contrast_bank(self, target, product):
+        """Write the batch's product images and ids over the bank's oldest slots."""
+        images, products, slot = self.contrast_bank
+        n = tf.shape(target)[0]
+        slots = ((slot + tf.range(n)) % products.shape[0])[:, None]
+        images.assign(
+            tf.tensor_scatter_nd_update(images.value, slots, tf.cast(target, images.dtype))
+        )
+        products.assign(tf.tensor_scatter_nd_update(products.value, slots, _ids(product)))
+        slot.assign((slot + n) % products.shape[0])
 
     # ------------------------------------------------------------------ Keras plumbing
     def call(self, inputs, training=False):
@@ -259,13 +292,18 @@ class PLDT(keras.Model):
         ]
         with tf.control_dependencies(checks):
             source = tf.identity(source)
-        if self.config.hard_negatives and unassociated is not None:
-            product = data.get("product") if isinstance(data, dict) else None
-            if product is None:
+        product = data.get("product") if isinstance(data, dict) else None
+        needs_ids = {
+            "hard_negatives": self.config.hard_negatives and unassociated is not None,
+            "pixel_contrast_bank": self.config.pixel_contrast_bank,
+        }
+        for name, needed in needs_ids.items():
+            if needed and product is None:
                 raise ValueError(
-                    "hard_negatives needs each batch's product ids: a 'product' int tensor [batch] "
+                    f"{name} needs each batch's product ids: a 'product' int tensor [batch] "
                     "(keras_pldt.data's pipelines provide it)"
                 )
+        if self.config.hard_negatives and unassociated is not None:
             unassociated = self._hard_negatives(target, unassociated, product)
         return source, target, unassociated
 
@@ -325,6 +363,8 @@ class PLDT(keras.Model):
             tape,
             self._decoder_only_terms() if detach else None,
         )
+        if self.contrast_bank is not None:
+            self._push_contrast_bank(target, product)
         self._update_ema()
         return self._track(generated, target, **logs)
 
@@ -569,6 +609,11 @@ class PLDT(keras.Model):
         elif isinstance(data, (tuple, list)):
             data = data[0]
         return self.converter(data, training=False)
+
+
+def _ids(product):
+    """Product ids as a flat int32 tensor."""
+    return tf.reshape(tf.cast(product, tf.int32), [-1])
 
 
 def _add(a, b):

@@ -153,3 +153,26 @@ def test_code_contrast_is_low_for_matching_codes_and_ignores_same_product_rows()
     product = tf.constant([7, 7, 8, 9])
     masked = float(losses.code_contrast(tf.constant(twins), tf.constant(twins), product))
     assert masked < 1e-3 and unmasked > 0.5 * np.log(2)
+
+
+def test_pixel_contrast_bank_adds_negatives_but_not_the_row_own_product_or_empty_slots():
+    """`bank`: product images of earlier batches as further columns of the InfoNCE. An image of
+    another product that a generated image is nearer to raises the loss; one of the row's own
+    product, or an empty slot (id < 0), leaves it as without the bank."""
+    rng = np.random.default_rng(1)
+    targets = tf.constant(rng.choice([-1.0, 1.0], (4, 8, 8, 3)).astype("float32"))
+    generated = 0.9 * targets
+    product = tf.constant([0, 1, 2, 3])
+    alone = float(losses.pixel_contrast(generated, targets, product))
+    decoys = generated + 0.01  # nearer to each generated image than its own target is
+
+    def with_bank(ids):
+        bank = (tf.concat([decoys, targets], 0), tf.constant(ids))
+        return float(losses.pixel_contrast(generated, targets, product, bank=bank))
+
+    own = with_bank([0, 1, 2, 3, -1, -1, -1, -1])
+    assert abs(own - alone) <= 1e-6 * max(1.0, abs(alone))
+    other = with_bank([1, 2, 3, 0, -1, -1, -1, -1])
+    assert other > alone + np.log(2) - 0.1
+    with pytest.raises(ValueError, match="bank needs the batch's product ids"):
+        losses.pixel_contrast(generated, targets, bank=(targets, tf.constant([5, 6, 7, 8])))

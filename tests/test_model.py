@@ -371,6 +371,37 @@ def test_augmentation_resumes_exactly(tmp_path, switches):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_pixel_contrast_bank_keeps_the_last_targets_and_their_products():
+    """`pixel_contrast_bank`: each training step writes its targets and product ids over the
+    bank's oldest slots (a ring), the term reads the bank, and batches without product ids are
+    refused with the field named."""
+    model = PLDT(
+        PLDTConfig(**TINY, variant="rf", pixel_contrast_weight=5.0, pixel_contrast_bank=24)
+    )
+    model.compile()
+    images, products, _ = model.contrast_bank
+    assert (products.numpy() == -1).all()
+    batch = one_batch()
+    with pytest.raises(ValueError, match="pixel_contrast_bank needs each batch's product ids"):
+        model.train_step(batch)
+    for step in range(2):
+        batch = one_batch(seed=step)
+        batch["product"] = tf.range(16) + 100 * step
+        logs = model.train_step(batch)
+        assert np.isfinite(float(logs["converter_pixel_contrast"]))
+    # 16 slots of step 0, then step 1's first 8 at slots 16-23 and its last 8 over slots 0-7
+    expected = np.concatenate([np.arange(108, 116), np.arange(8, 16), np.arange(100, 108)])
+    np.testing.assert_array_equal(products.numpy(), expected)
+    second = one_batch(seed=1)["target"].numpy()
+    stored = images.numpy().astype("float32")
+    np.testing.assert_allclose(stored[:8], second[8:], atol=1e-3)
+    np.testing.assert_allclose(stored[16:], second[:8], atol=1e-3)
+    with pytest.raises(ValueError, match="pixel_contrast_bank=24 would be ignored"):
+        PLDTConfig(**TINY, pixel_contrast_bank=24)
+    with pytest.raises(ValueError, match="pixel_contrast_bank must be 0 or >= batch_size=16"):
+        PLDTConfig(**TINY, pixel_contrast_weight=5.0, pixel_contrast_bank=8)
+
+
 def test_hard_negatives_pair_each_source_with_the_most_similar_other_product():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
