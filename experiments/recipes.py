@@ -107,6 +107,22 @@ METHODS = {
         "pixel_contrast_weight": 10.0,
         "pixel_contrast_bank": 1024,
     },
+    # robust+pixel-contrastx2 with a term that raises C-SSIM beside it: a pixel MSE (as in
+    # robust+L1+L2) or the SSIM term.
+    "robust+pixel-contrastx2+L2": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "recorded_domain_statistics": True,
+        "pixel_contrast_weight": 10.0,
+        "mse_weight": 200.0,
+    },
+    "robust+pixel-contrastx2+ssim": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "recorded_domain_statistics": True,
+        "pixel_contrast_weight": 10.0,
+        "ssim_weight": 30.0,
+    },
     # robust+L2 with the pixel contrast: C(I_S) nearer its own product image than the batch's
     # other products' (`pixel_contrast_weight`).
     "robust+L2+pixel-contrast": {
