@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import keras
 import tensorflow as tf
 
 from keras_pldt.metrics import ssim_tf
@@ -76,7 +77,7 @@ def _info_nce(logits, product=None, column_product=None):
     the M further columns of `column_product` < 0 (empty)."""
     n = tf.shape(logits)[0]
     if product is not None:
-        product = tf.reshape(tf.cast(product, tf.int32), [-1])
+        product = product_ids(product)
         columns = product
         if column_product is not None:
             columns = tf.concat([product, tf.reshape(tf.cast(column_product, tf.int32), [-1])], 0)
@@ -123,6 +124,48 @@ def pixel_contrast(generated, target, product=None, temperature: float = 0.05, b
         column_product = bank[1]
     distance = pairwise_squared_distance(generated, candidates) / pixels
     return _info_nce(-distance / temperature, product, column_product)
+
+
+class ContrastBank(keras.layers.Layer):
+    """The pixel contrast's bank (`pixel_contrast_bank` = N): the product images of the last N
+    training targets (float16) and their product ids (-1: an empty slot), a ring that `push`
+    overwrites oldest first. Under several replicas it keeps the first replica's targets."""
+
+    def __init__(self, size: int, image_size: int, **kwargs):
+        super().__init__(**kwargs)
+        weight = lambda name, shape, dtype, value: self.add_weight(  # noqa: E731
+            shape=shape,
+            initializer=keras.initializers.Constant(value),
+            dtype=dtype,
+            trainable=False,
+            autocast=False,
+            aggregation="only_first_replica",
+            name=name,
+        )
+        self.images = weight("images", (size, image_size, image_size, 3), "float16", 0)
+        self.products = weight("products", (size,), "int32", -1)
+        self.next_slot = weight("next_slot", (), "int32", 0)
+        self.built = True
+
+    @property
+    def contents(self):
+        """(images, product ids): the `bank` argument of `pixel_contrast`."""
+        return self.images, self.products
+
+    def push(self, target, product):
+        """Write a batch's product images and ids over the bank's oldest slots."""
+        n, size = tf.shape(target)[0], self.products.shape[0]
+        slots = ((self.next_slot + tf.range(n)) % size)[:, None]
+        images = tf.tensor_scatter_nd_update(self.images.value, slots, tf.cast(target, "float16"))
+        self.images.assign(images)
+        ids = tf.tensor_scatter_nd_update(self.products.value, slots, product_ids(product))
+        self.products.assign(ids)
+        self.next_slot.assign((self.next_slot + n) % size)
+
+
+def product_ids(product):
+    """Product ids as a flat int32 tensor."""
+    return tf.reshape(tf.cast(product, tf.int32), [-1])
 
 
 def pairwise_squared_distance(a, b):
@@ -369,7 +412,7 @@ class ConverterViews:
         """(images, product ids) of the pixel contrast's bank in training
         (`pixel_contrast_bank`), else None."""
         bank = self.model.contrast_bank
-        return bank[:2] if self.training and bank is not None else None
+        return bank.contents if self.training and bank is not None else None
 
     @property
     def real_fake(self):

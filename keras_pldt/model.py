@@ -87,7 +87,11 @@ class PLDT(keras.Model):
                 )
                 for i, w in enumerate(self.converter.weights)
             ]
-        self.contrast_bank = self._build_contrast_bank(cfg)
+        self.contrast_bank = None  # the pixel contrast's further negatives
+        if cfg.pixel_contrast_weight and cfg.pixel_contrast_bank:
+            self.contrast_bank = losses.ContrastBank(
+                cfg.pixel_contrast_bank, cfg.image_size, name="contrast_bank"
+            )
         self._domain_features = None
         if cfg.uses_domain and cfg.feature_matching_weight:
             d_a = self.domain_discriminator
@@ -108,38 +112,6 @@ class PLDT(keras.Model):
         self._checked_shapes = False
         self._fuse = None
         self.built = True
-
-    def _build_contrast_bank(self, cfg):
-        """The pixel contrast's bank (`pixel_contrast_bank` = N): the product images of the last
-        N training targets (float16), their product ids (-1: an empty slot) and the next slot,
-        or None. Under several replicas it keeps the first replica's targets."""
-        if not (cfg.pixel_contrast_weight and cfg.pixel_contrast_bank):
-            return None
-        n, size = cfg.pixel_contrast_bank, cfg.image_size
-        shapes = {"images": ((n, size, size, 3), "float16", 0), "products": ((n,), "int32", -1)}
-        shapes["next"] = ((), "int32", 0)
-        return tuple(
-            self.add_weight(
-                shape=shape,
-                initializer=keras.initializers.Constant(value),
-                dtype=dtype,
-                trainable=False,
-                aggregation="only_first_replica",
-                name=f"contrast_bank_{name}",
-            )
-            for name, (shape, dtype, value) in shapes.items()
-        )
-
-    def _push_contrast_bank(self, target, product):
-        """Write the batch's product images and ids over the bank's oldest slots."""
-        images, products, slot = self.contrast_bank
-        n = tf.shape(target)[0]
-        slots = ((slot + tf.range(n)) % products.shape[0])[:, None]
-        images.assign(
-            tf.tensor_scatter_nd_update(images.value, slots, tf.cast(target, images.dtype))
-        )
-        products.assign(tf.tensor_scatter_nd_update(products.value, slots, _ids(product)))
-        slot.assign((slot + n) % products.shape[0])
 
     # ------------------------------------------------------------------ Keras plumbing
     def call(self, inputs, training=False):
@@ -314,7 +286,7 @@ class PLDT(keras.Model):
         size = self.config.image_size
         pooled = tf.nn.avg_pool2d(tf.cast(target, tf.float32), size // 8, size // 8, "VALID")
         distance = losses.pairwise_squared_distance(pooled, pooled)
-        product = tf.reshape(tf.cast(product, tf.int32), [-1])
+        product = losses.product_ids(product)
         same = tf.equal(product[:, None], product[None, :])
         nearest = tf.argmin(tf.where(same, tf.fill(tf.shape(distance), 3e38), distance), 1)
         seed = tf.random.experimental.stateless_fold_in(self._step_seed(), -1)
@@ -364,7 +336,7 @@ class PLDT(keras.Model):
             self._decoder_only_terms() if detach else None,
         )
         if self.contrast_bank is not None:
-            self._push_contrast_bank(target, product)
+            self.contrast_bank.push(target, product)
         self._update_ema()
         return self._track(generated, target, **logs)
 
@@ -609,11 +581,6 @@ class PLDT(keras.Model):
         elif isinstance(data, (tuple, list)):
             data = data[0]
         return self.converter(data, training=False)
-
-
-def _ids(product):
-    """Product ids as a flat int32 tensor."""
-    return tf.reshape(tf.cast(product, tf.int32), [-1])
 
 
 def _add(a, b):

@@ -379,7 +379,7 @@ def test_pixel_contrast_bank_keeps_the_last_targets_and_their_products():
         PLDTConfig(**TINY, variant="rf", pixel_contrast_weight=5.0, pixel_contrast_bank=24)
     )
     model.compile()
-    images, products, _ = model.contrast_bank
+    images, products = model.contrast_bank.contents
     assert (products.numpy() == -1).all()
     batch = one_batch()
     with pytest.raises(ValueError, match="pixel_contrast_bank needs each batch's product ids"):
