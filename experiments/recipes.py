@@ -11,8 +11,10 @@ keep their recipe whatever the preset becomes; ``experiments/README.md`` lists t
 behind each number.
 """
 
-#: The `robust` preset's switches with Adam at the paper's 2e-4 (2e-5 in the decay epochs):
-#: the base of the single-switch ablation on the preset.
+#: The L1 recipe: the `robust` preset's L1 anchor, spectral norm, DiffAugment, feature
+#: matching, decoder and source augmentation, without its pixel contrast and SSIM terms and with
+#: D_A's batch norm per pairing; here at Adam 2e-4 (2e-5 in the decay epochs), the paper's
+#: rate: the base of the single-switch ablation.
 ROBUST_AT_2E4 = {
     "reconstruction_weight": 100.0,
     "spectral_norm": True,
@@ -29,53 +31,53 @@ ROBUST_AT_2E4_NO_SRCAUG = {**ROBUST_AT_2E4, "source_augment": ""}
 #: regulariser ablation.
 ROBUST_AT_2E4_TRANSPOSED = {**ROBUST_AT_2E4_NO_SRCAUG, "upsampling": "transposed"}
 
-#: The `robust` preset's switches as they are (Adam at 5e-4, then 5e-5).
+#: The L1 recipe at Adam 5e-4, then 5e-5.
 ROBUST_AT_5E4 = {**ROBUST_AT_2E4, "learning_rate": 5e-4, "decay_learning_rate": 5e-5}
 #: ROBUST_AT_5E4 with joint D_A batches and no L1 anchor: the base of the pixel-MSE lines.
 ROBUST_AT_5E4_L2 = {**ROBUST_AT_5E4, "joint_domain_batch": True, "reconstruction_weight": 0.0}
 
 METHODS = {
-    # The preset with the converter's view of D_A over the joint batch of the three pairings,
+    # The L1 recipe with the converter's view of D_A over the joint batch of the three pairings,
     # forward and backward (`recorded_domain_statistics` off): the recipe of the documented
     # `C+RF+DD+robust` rows of docs/results.md and the README.
     "robust(joint view)": {**ROBUST_AT_5E4, "joint_domain_batch": True},
-    # The preset with D_A's batch norm over one pairing at a time (separate batches for the
+    # The L1 recipe with D_A's batch norm over one pairing at a time (separate batches for the
     # associated, unassociated and generated pairs) instead of the update's pairings together.
     "robust(per-pairing)": {**ROBUST_AT_5E4, "joint_domain_batch": False},
-    # The preset with the converter's view of D_A normalised by the batch statistics of D_A's
+    # The L1 recipe with the converter's view of D_A normalised by the batch statistics of D_A's
     # update, and its (I_S, I_T) features read from there (`recorded_domain_statistics`).
     "robust(recorded)": {
         **ROBUST_AT_5E4,
         "joint_domain_batch": True,
         "recorded_domain_statistics": True,
     },
-    # The preset with half of D_A's unassociated targets drawn as the batch's most similar
+    # The L1 recipe with half of D_A's unassociated targets drawn as the batch's most similar
     # other product (`hard_negatives`).
     "robust+hardneg": {**ROBUST_AT_5E4, "joint_domain_batch": True, "hard_negatives": 0.5},
-    # Single switches on the preset as it is, measured on the synthetic set at scale.
+    # Single switches on the L1 recipe, measured on the synthetic set at scale.
     "robust+hardneg1": {**ROBUST_AT_5E4, "joint_domain_batch": True, "hard_negatives": 1.0},
     "robust+L1x3": {**ROBUST_AT_5E4, "joint_domain_batch": True, "reconstruction_weight": 300.0},
     "robust+EMA.995": {**ROBUST_AT_5E4, "joint_domain_batch": True, "ema_decay": 0.995},
     "robust(lr2e-4,joint)": {**ROBUST_AT_2E4, "joint_domain_batch": True},
     "robust+contrast": {**ROBUST_AT_5E4, "joint_domain_batch": True, "code_contrast_weight": 1.0},
     "robust+projection": {**ROBUST_AT_5E4, "joint_domain_batch": True, "domain_projection": True},
-    # The preset with the encoder trained by the L1 term alone (D_R, D_A and feature matching
+    # The L1 recipe with the encoder trained by the L1 term alone (D_R, D_A and feature matching
     # train the decoder only).
     "robust+pixel-encoder": {
         **ROBUST_AT_5E4,
         "joint_domain_batch": True,
         "adversarial_encoder": False,
     },
-    # The preset's L1 anchor replaced by, or joined with, a pixel MSE (the conditional mean
+    # The L1 recipe's anchor replaced by, or joined with, a pixel MSE (the conditional mean
     # rather than the median: faint features a median drops).
     "robust+L2": {**ROBUST_AT_5E4_L2, "mse_weight": 200.0},
     "robust+L1+L2": {**ROBUST_AT_5E4, "joint_domain_batch": True, "mse_weight": 200.0},
     "robust+L2x2": {**ROBUST_AT_5E4_L2, "mse_weight": 400.0},
     "robust+L2x5": {**ROBUST_AT_5E4_L2, "mse_weight": 1000.0},
     # robust+L2 with half of D_A's unassociated targets the batch's most similar other
-    # product (robust+hardneg: +5 points of top-5 over the L1 preset at the full budget).
+    # product (robust+hardneg: +5 points of top-5 over the L1 recipe at the full budget).
     "robust+L2+hardneg": {**ROBUST_AT_5E4_L2, "mse_weight": 200.0, "hard_negatives": 0.5},
-    # The preset (recorded view) with the pixel contrast beside its L1 anchor.
+    # The L1 recipe (recorded view) with the pixel contrast beside its L1 anchor.
     "robust+pixel-contrast": {
         **ROBUST_AT_5E4,
         "joint_domain_batch": True,
@@ -116,11 +118,20 @@ METHODS = {
         "pixel_contrast_weight": 10.0,
         "mse_weight": 200.0,
     },
+    # The `robust` preset (keras_pldt.config.ROBUST).
     "robust+pixel-contrastx2+ssim": {
         **ROBUST_AT_5E4,
         "joint_domain_batch": True,
         "recorded_domain_statistics": True,
         "pixel_contrast_weight": 10.0,
+        "ssim_weight": 30.0,
+    },
+    # The `robust` preset with the pixel contrast at twice its weight.
+    "robust+pixel-contrastx4+ssim": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "recorded_domain_statistics": True,
+        "pixel_contrast_weight": 20.0,
         "ssim_weight": 30.0,
     },
     # robust+L2 with the pixel contrast: C(I_S) nearer its own product image than the batch's
@@ -148,7 +159,7 @@ METHODS = {
         "source_augment": "flip,crop",
         "code_contrast_weight": 1.0,
     },
-    # The preset at 2e-4, and without its source augmentation.
+    # The L1 recipe at 2e-4, and without its source augmentation.
     "robust(lr2e-4)": ROBUST_AT_2E4,
     "robust(no-srcaug)": ROBUST_AT_2E4_NO_SRCAUG,
     # Single switches on ROBUST_AT_2E4.

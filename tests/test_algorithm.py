@@ -189,10 +189,19 @@ def test_adversarial_encoder_off_trains_the_encoder_on_the_pixel_terms_alone():
 def test_converter_terms_are_named_weighted_and_logged():
     config = get_preset("robust", **TINY)
     names = [t.name for t in losses.converter_terms(config)]
-    assert names == ["adversarial_real_fake", "adversarial_domain", "l1", "feature_matching"]
+    assert names == [
+        "adversarial_real_fake",
+        "adversarial_domain",
+        "l1",
+        "ssim",
+        "feature_matching",
+        "pixel_contrast",
+    ]
     weights = {t.name: t.weight for t in losses.converter_terms(config)}
     assert weights["l1"] == config.reconstruction_weight
+    assert weights["ssim"] == config.ssim_weight
     assert weights["feature_matching"] == config.feature_matching_weight
+    assert weights["pixel_contrast"] == config.pixel_contrast_weight
     model = PLDT(config)
     model.compile()
     logs = model.train_step(batch())

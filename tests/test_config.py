@@ -37,6 +37,8 @@ def test_robust_preset_keeps_the_paper_and_adds_switches():
         "source_augment",
         "learning_rate",
         "decay_learning_rate",
+        "pixel_contrast_weight",
+        "ssim_weight",
         "batch_size",
     }
     assert robust["variant"] == "rf+dd"  # the domain discriminator stays

@@ -66,13 +66,17 @@ def test_every_method_line_is_a_valid_config_and_its_own_folder():
     assert configs["C+RF+DD+robust"].replace(batch_size=32) == get_preset("robust")
     assert configs["C+MSE+srcaug"].source_augment == get_preset("robust").source_augment
     assert configs["C+MSE+srcaug"].replace(source_augment="") == base.replace(variant="mse")
-    # The ablation's base line is the preset at the paper's learning rate, nothing else.
+    # The ablation's base line is the preset at the paper's learning rate without its
+    # relevance and structure terms, nothing else.
+    terms = {"pixel_contrast_weight": 0.0, "ssim_weight": 0.0}
     assert configs["robust(lr2e-4)"].replace(batch_size=32) == get_preset(
-        "robust", learning_rate=2e-4, decay_learning_rate=2e-5, joint_domain_batch=False
+        "robust", learning_rate=2e-4, decay_learning_rate=2e-5, joint_domain_batch=False, **terms
     )
     assert configs["robust(per-pairing)"].replace(batch_size=32) == get_preset(
-        "robust", joint_domain_batch=False
+        "robust", joint_domain_batch=False, **terms
     )
+    assert configs["robust(recorded)"].replace(batch_size=32) == get_preset("robust", **terms)
+    assert configs["robust+pixel-contrastx2+ssim"].replace(batch_size=32) == get_preset("robust")
     assert not configs["robust(no-srcaug)"].source_augment
     assert configs["robust+ssim"].learning_rate == base.learning_rate
 
