@@ -12,8 +12,9 @@ networks imported from that file, the step copied verbatim), both with the same 
 Then they are timed alternately, `--rounds` times `--steps` steps each (ours, ref, ours, ref,
 ...), so machine noise hits both alike; the best round of each is reported (the median too).
 
-`--preset` picks the recipe of our step (`paper` by default; `robust` adds spectral norm,
-DiffAugment, feature matching, source augmentation and resize upsampling). For a preset other
+`--preset` picks the recipe of our step (`paper` by default; `robust` adds the L1, SSIM and
+pixel-contrast terms, spectral norm, DiffAugment, feature matching, D_A's joint batch with its
+recorded statistics, source augmentation and resize upsampling). For a preset other
 than `paper` a third worker runs our paper step at the same width, alternating with the
 others, and the row adds the preset's step time relative to the paper's (`step_vs_paper`).
 `--set FIELD=VALUE` (repeatable) changes one field of our step over the preset, e.g.
