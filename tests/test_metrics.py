@@ -51,6 +51,34 @@ def test_numpy_ssim_matches_tf_and_ssim_orders_degradation():
     assert_close(np.diag(d), 1.0 - M.cssim_per_image(x, heavy), SSIM_ULPS, scale=1.0)
 
 
+def test_ssim_tf_is_tf_image_ssim_in_values_and_gradients():
+    """`ssim_tf` (two 1-D passes of the window) against `tf.image.ssim` (its 2-D window), at a
+    size with the full 11 x 11 window and one that clips it to the image side: the same values
+    to float32 rounding, and, against tf.image.ssim's own per-channel computation in float64
+    (`tf.image.ssim` itself converts to float32), the same values and gradients to a float32
+    rounding."""
+    import tensorflow as tf
+    from tensorflow.python.ops.image_ops_impl import _ssim_per_channel
+
+    rng = np.random.default_rng(2)
+    for size in (32, 8):
+        x = _images(3, size).astype("float64")
+        y = np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1)
+        settings = {**M.SSIM_SETTINGS, "filter_size": min(11, size)}
+        x32, y32 = (tf.constant(v, tf.float32) for v in (x, y))
+        assert_close(M.ssim_tf(x32, y32), tf.image.ssim(x32, y32, **settings), SSIM_ULPS, 1.0)
+        x, y = tf.constant(x), tf.constant(y)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            ours = M.ssim_tf(x, y)
+            reference = tf.reduce_mean(_ssim_per_channel(x, y, **settings)[0], -1)
+        assert ours.dtype == reference.dtype == tf.float64
+        assert_close(ours, reference, 1, scale=1.0)
+        grad, ref_grad = tape.gradient(ours, x).numpy(), tape.gradient(reference, x).numpy()
+        assert np.abs(ref_grad).max() > 0
+        assert_close(grad, ref_grad, 1)
+
+
 def test_keras_metrics_in_model_evaluate():
     x = _images(8) * 2.0 - 1.0  # model range
     inp = keras.Input((32, 32, 3))
