@@ -232,9 +232,13 @@ def test_with_variant_resets_the_switches_a_variant_cannot_use():
     robust = get_preset("robust")
     mse = robust.with_variant("mse")
     assert not mse.spectral_norm and not mse.diff_augment and not mse.reconstruction_weight
+    # Table 2's C+MSE keeps the pixel MSE alone: the preset's SSIM term and contrast go too.
+    assert robust.ssim_weight and robust.pixel_contrast_weight
+    assert not mse.ssim_weight and not mse.pixel_contrast_weight
     assert mse.source_augment == robust.source_augment  # shared by every variant
     rf = robust.with_variant("rf")
     assert rf.feature_matching_weight == 0 and rf.spectral_norm
+    assert rf.pixel_contrast_weight == robust.pixel_contrast_weight  # reads no discriminator
 
 
 def test_default_optimizers_follow_the_paper_schedule():
