@@ -134,6 +134,24 @@ METHODS = {
         "pixel_contrast_weight": 20.0,
         "ssim_weight": 30.0,
     },
+    # The `robust` preset with the contrast's temperature lowered (sharper: the nearest other
+    # products weigh more) or raised, its weight scaled with it (the same weight / temperature).
+    "robust+pixel-contrast-T0.02": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "recorded_domain_statistics": True,
+        "pixel_contrast_weight": 4.0,
+        "pixel_contrast_temperature": 0.02,
+        "ssim_weight": 30.0,
+    },
+    "robust+pixel-contrast-T0.1": {
+        **ROBUST_AT_5E4,
+        "joint_domain_batch": True,
+        "recorded_domain_statistics": True,
+        "pixel_contrast_weight": 20.0,
+        "pixel_contrast_temperature": 0.1,
+        "ssim_weight": 30.0,
+    },
     # robust+L2 with the pixel contrast: C(I_S) nearer its own product image than the batch's
     # other products' (`pixel_contrast_weight`).
     "robust+L2+pixel-contrast": {

@@ -62,6 +62,7 @@ class PLDTConfig:
     pixel_contrast_weight: float = 0.0  # losses.pixel_contrast: C(I_S) picks its I_T
     # the pixel contrast's further negatives: product images of the last N training targets
     pixel_contrast_bank: int = 0
+    pixel_contrast_temperature: float = 0.05  # of its mean squared pixel distances
     adversarial_encoder: bool = True  # False: D_R/D_A terms train the decoder only
     # discriminators
     spectral_norm: bool = False
@@ -143,6 +144,10 @@ class PLDTConfig:
         for name in (*ENCODER_TERMS, "feature_matching_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.pixel_contrast_temperature > 0:
+            raise ValueError(
+                f"pixel_contrast_temperature must be > 0, got {self.pixel_contrast_temperature}"
+            )
         bank = self.pixel_contrast_bank
         if bank and not bank >= self.batch_size:
             raise ValueError(
@@ -203,7 +208,8 @@ class PLDTConfig:
                 "recorded_domain_statistics", "joint_domain_batch is off (no joint statistics)"
             )
         if not self.pixel_contrast_weight:
-            reasons["pixel_contrast_bank"] = "pixel_contrast_weight is 0 (no pixel contrast)"
+            for name in ("pixel_contrast_bank", "pixel_contrast_temperature"):
+                reasons[name] = "pixel_contrast_weight is 0 (no pixel contrast)"
         if not self.reconstruction_weight:
             reasons["reconstruction_lowpass"] = "reconstruction_weight is 0 (no L1 term)"
         return {k: why for k, why in reasons.items() if getattr(self, k) != _DEFAULTS[k]}
@@ -278,7 +284,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "variant", "adversarial_loss", "reconstruction_weight", "reconstruction_lowpass",
         "mse_weight", "ssim_weight", "gradient_weight", "frequency_weight",
         "feature_matching_weight", "identity_weight", "code_contrast_weight",
-        "pixel_contrast_weight", "pixel_contrast_bank", "adversarial_encoder",
+        "pixel_contrast_weight", "pixel_contrast_bank", "pixel_contrast_temperature",
+        "adversarial_encoder",
     ),
     "discriminators": (
         "spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout",

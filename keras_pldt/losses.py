@@ -231,7 +231,13 @@ def converter_terms(config) -> list[Term]:
         ),
         "pixel_contrast": (
             config.pixel_contrast_weight,
-            lambda v: pixel_contrast(v.generated, v.target, v.product, bank=v.contrast_bank),
+            lambda v: pixel_contrast(
+                v.generated,
+                v.target,
+                v.product,
+                temperature=config.pixel_contrast_temperature,
+                bank=v.contrast_bank,
+            ),
         ),
     }
     terms += [Term(name, weight, fn) for name, (weight, fn) in extras.items() if weight]

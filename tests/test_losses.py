@@ -1,3 +1,5 @@
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -176,3 +178,30 @@ def test_pixel_contrast_bank_adds_negatives_but_not_the_row_own_product_or_empty
     assert other > alone + np.log(2) - 0.1
     with pytest.raises(ValueError, match="bank needs the batch's product ids"):
         losses.pixel_contrast(generated, targets, bank=(targets, tf.constant([5, 6, 7, 8])))
+
+
+def test_pixel_contrast_temperature_is_the_term_temperature_and_refused_alone():
+    """`pixel_contrast_temperature` reaches the converter's term; without the term it is
+    refused, and it must be positive."""
+    from keras_pldt.config import PLDTConfig
+
+    rng = np.random.default_rng(5)
+    generated, targets = (tf.constant(rng.uniform(-1, 1, (4, 8, 8, 3)), tf.float32) for _ in "gt")
+    views = types.SimpleNamespace(
+        generated=generated, target=targets, product=None, contrast_bank=None
+    )
+    for temperature in (0.05, 0.5):
+        config = PLDTConfig(
+            variant="rf", pixel_contrast_weight=1.0, pixel_contrast_temperature=temperature
+        )
+        (term,) = [t for t in losses.converter_terms(config) if t.name == "pixel_contrast"]
+        expected = losses.pixel_contrast(generated, targets, temperature=temperature)
+        assert float(term.fn(views)) == float(expected)
+    sharp, soft = (
+        float(losses.pixel_contrast(generated, targets, temperature=t)) for t in (0.05, 0.5)
+    )
+    assert sharp != soft
+    with pytest.raises(ValueError, match="pixel_contrast_temperature=0.5 would be ignored"):
+        PLDTConfig(pixel_contrast_temperature=0.5)
+    with pytest.raises(ValueError, match="pixel_contrast_temperature must be > 0"):
+        PLDTConfig(variant="rf", pixel_contrast_weight=1.0, pixel_contrast_temperature=0.0)
