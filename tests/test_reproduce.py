@@ -245,3 +245,27 @@ def test_explicit_flags_apply_over_a_methods_own_switches():
     assert R.METHODS["C+RF+DD+robust"]["learning_rate"] != 1e-3
     config = R.method_config(R.base_config_from_args(args), "C+RF+DD+robust", pinned)
     assert {k: getattr(config, k) for k in pinned} == pinned
+
+
+def test_a_set_field_that_only_a_methods_switches_make_valid_is_left_to_the_methods(
+    tmp_path, capsys
+):
+    # `--preset paper` has no pixel term, so `adversarial_encoder=false` is refused on its own;
+    # over C+RF+DD+robust (L1, SSIM, pixel contrast) it is valid.
+    from keras_pldt.train import RunError, explicit_overrides, resolve_config
+
+    argv = ["--out", "o", "--preset", "paper", "--set", "adversarial_encoder=false"]
+    args = R.build_parser().parse_args(argv)
+    with pytest.raises(RunError, match="needs a term that trains the encoder"):
+        resolve_config(args)
+    base, pinned = R.base_config_from_args(args), explicit_overrides(args)
+    assert base.adversarial_encoder and pinned["adversarial_encoder"] is False
+    config = R.method_config(base, "C+RF+DD+robust", pinned)
+    assert not config.adversarial_encoder and config.reconstruction_weight > 0
+    with pytest.raises(R.ReproduceError, match="method C\\+RF:"):
+        R.method_config(base, "C+RF", pinned)
+    argv = ["--out", str(tmp_path / "o"), "--preset", "paper", "--variants", "C+RF"]
+    assert R.main([*argv, "--set", "adversarial_encoder=false"]) == 2
+    assert "method C+RF:" in capsys.readouterr().err
+    assert R.main([*argv, "--set", "no_such_field=1"]) == 2
+    assert "no_such_field" in capsys.readouterr().err
