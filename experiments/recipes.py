@@ -35,6 +35,16 @@ ROBUST_AT_2E4_TRANSPOSED = {**ROBUST_AT_2E4_NO_SRCAUG, "upsampling": "transposed
 ROBUST_AT_5E4 = {**ROBUST_AT_2E4, "learning_rate": 5e-4, "decay_learning_rate": 5e-5}
 #: ROBUST_AT_5E4 with joint D_A batches and no L1 anchor: the base of the pixel-MSE lines.
 ROBUST_AT_5E4_L2 = {**ROBUST_AT_5E4, "joint_domain_batch": True, "reconstruction_weight": 0.0}
+#: The `robust` preset as measured in docs/results.md's first section (the L1 recipe at 5e-4
+#: with the recorded view of D_A, the pixel contrast and the SSIM term): the base of the lines
+#: on what D_A reads.
+PRESET = {
+    **ROBUST_AT_5E4,
+    "joint_domain_batch": True,
+    "recorded_domain_statistics": True,
+    "pixel_contrast_weight": 10.0,
+    "ssim_weight": 30.0,
+}
 
 METHODS = {
     # The L1 recipe with the converter's view of D_A over the joint batch of the three pairings,
@@ -202,4 +212,21 @@ METHODS = {
     "robust+TTUR": {**ROBUST_AT_2E4_TRANSPOSED, "discriminator_lr_multiplier": 2.0},
     "robust+dropout": {**ROBUST_AT_2E4_TRANSPOSED, "discriminator_dropout": 0.2},
     "robust+EMA": {**ROBUST_AT_2E4_TRANSPOSED, "ema_decay": 0.9},
+    # What D_A reads (docs/results.md): the preset with DiffAugment's translation alone in both
+    # discriminators (no cutout hiding a quarter of the pair), with half of D_A's unassociated
+    # targets the batch's most similar other product, with D_A as a projection critic, and
+    # with the encoder trained by the pixel terms alone.
+    "preset+translation": {**PRESET, "diff_augment": "translation"},
+    "preset+translation+hardneg": {
+        **PRESET,
+        "diff_augment": "translation",
+        "hard_negatives": 0.5,
+    },
+    "preset+translation+projection": {
+        **PRESET,
+        "diff_augment": "translation",
+        "domain_projection": True,
+    },
+    "preset+projection": {**PRESET, "domain_projection": True},
+    "preset+pixel-encoder": {**PRESET, "adversarial_encoder": False},
 }
