@@ -42,9 +42,9 @@ def attribute_shares(scores: np.ndarray, own: list[tuple], all_looks: list[tuple
     above = (scores > own_score[:, None]).sum(1)
     out = {"own_look_top1": float(np.mean(above == 0)), "own_look_top5": float(np.mean(above < 5))}
     for a, attribute in enumerate(ATTRIBUTES):
-        wins = []
+        values, wins = {x[a] for x in all_looks}, []
         for row, look in enumerate(own):
-            for other in {x[a] for x in all_looks} - {look[a]}:
+            for other in values - {look[a]}:
                 changed = (*look[:a], other, *look[a + 1 :])
                 s = scores[row, index[changed]]
                 wins.append(1.0 if own_score[row] > s else 0.5 if own_score[row] == s else 0.0)
