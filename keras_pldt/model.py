@@ -29,6 +29,7 @@ from keras_pldt.networks import (
     build_converter,
     build_domain_discriminator,
     build_real_fake_discriminator,
+    spectral_norm_held,
 )
 from keras_pldt.precision import POLICIES, auto_precision, precision_policy
 from keras_pldt.schedule import PaperSchedule
@@ -502,11 +503,13 @@ class PLDT(keras.Model):
     ):
         """(the converter's loss, {term: value}): the weighted sum of `self.terms`
         (`losses.converter_terms`: Eq. 6 and the config's extra terms). `recorded`: D_A's
-        update as `_domain_terms` records it."""
+        update as `_domain_terms` records it. The discriminators are read as their updates left
+        them (`spectral_norm_held`: spectral norm iterates once per update of each)."""
         views = losses.ConverterViews(
             self, source, target, generated, training, unassociated, code, product, recorded
         )
-        values = {term.name: term.fn(views) for term in self.terms}
+        with spectral_norm_held(self.real_fake_discriminator, self.domain_discriminator):
+            values = {term.name: term.fn(views) for term in self.terms}
         loss = tf.add_n([term.weight * values[term.name] for term in self.terms])
         return loss, values
 

@@ -247,8 +247,44 @@ def _compute_dtype() -> str:
     return keras.mixed_precision.global_policy().compute_dtype
 
 
+@keras.saving.register_keras_serializable(package="keras_pldt")
+class SpectralNormalization(layers.SpectralNormalization):
+    """Keras' `SpectralNormalization`, whose training calls make the power iteration and write
+    the normalised kernel back unless `spectral_norm_held` holds it (`renormalize`)."""
+
+    renormalize = True
+
+    def call(self, inputs, training=False):
+        return super().call(inputs, training=bool(training) and self.renormalize)
+
+
+@contextlib.contextmanager
+def spectral_norm_held(*models: keras.Model):
+    """Within the block, training calls of `models` use their kernels as they are: no power
+    iteration, nothing written back (inference-mode spectral norm; batch norm is unaffected).
+
+    The converter's update reads the discriminators under it: each discriminator's spectral
+    norm iterates once per update of that discriminator (the kernel its optimizer just moved
+    by one step from the normalised one), and the converter's update leaves the
+    discriminators' weights alone."""
+    wrappers = [
+        layer
+        for model in models
+        if model is not None
+        for layer in model._flatten_layers()
+        if isinstance(layer, SpectralNormalization)
+    ]
+    for layer in wrappers:
+        layer.renormalize = False
+    try:
+        yield
+    finally:
+        for layer in wrappers:
+            layer.renormalize = True
+
+
 def _spectral_norm(layer, name: str):
-    """Keras' `SpectralNormalization` around `layer`, its power iteration in the variables'
+    """`SpectralNormalization` around `layer`, its power iteration in the variables'
     dtype under a mixed policy. The wrapper writes the normalised kernel back into the float32
     master weights on every training call: computed in float16 or bfloat16 it rounds them to
     that precision each time (Adam's small updates are lost) and, in float16, a narrow layer's
@@ -257,7 +293,7 @@ def _spectral_norm(layer, name: str):
     and output stay in the compute dtype (no float32 round trip between layers); the wrapped
     layer computes in the policy's compute dtype."""
     policy = keras.mixed_precision.global_policy()
-    return layers.SpectralNormalization(layer, name=name, dtype=policy, autocast=False)
+    return SpectralNormalization(layer, name=name, dtype=policy, autocast=False)
 
 
 def _batch_norm(config: PLDTConfig, name: str, grouped: bool = False):

@@ -98,8 +98,10 @@ def native_resize_conv(x, k):
     return tf.nn.conv2d(tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2), k, 1, "SAME")
 
 
-@pytest.mark.parametrize("shape", [(2, 4, 4, 5, 3), (3, 8, 6, 4, 6), (1, 4, 4, 6, 64)])
-def test_resize_conv2d_equals_native(shape):
+@pytest.mark.parametrize(
+    "shape", [(2, 4, 4, 5, 3), (3, 8, 6, 4, 6), (1, 4, 4, 6, 64), (2, 4, 4, 256, 8)]
+)
+def test_resize_conv2d_equals_native(shape):  # 256 channels on 4x4: the im2col kernel gradient
     n, h, w, c_in, c_out = shape
     x, k = normal([n, h, w, c_in], 9), normal([5, 5, c_in, c_out], 10)
     assert resize_conv2d(tf.constant(x), tf.constant(k)).shape == (n, 2 * h, 2 * w, c_out)

@@ -16,6 +16,7 @@ from keras_pldt.networks import (
     GroupedBatchNormalization,
     batch_norm_groups,
     build_domain_discriminator,
+    spectral_norm_held,
 )
 
 TINY = dict(image_size=32, base_filters=8, batch_size=8)
@@ -168,7 +169,8 @@ def test_fusion_defaults():
 @pytest.mark.parametrize("fused", [True, False])
 def test_spectral_norm_iterates_once_per_update_when_fused(monkeypatch, fused):
     """Keras' SpectralNormalization makes one power iteration per training call: fused calls
-    give each discriminator one per update (plus one for the converter's view of it)."""
+    give each discriminator one per update; the converter's view of it makes none
+    (`spectral_norm_held`)."""
     calls = {}
     original = keras.layers.SpectralNormalization.normalized_weights
 
@@ -188,8 +190,28 @@ def test_spectral_norm_iterates_once_per_update_when_fused(monkeypatch, fused):
             if isinstance(layer, keras.layers.SpectralNormalization)
         ]
         assert wrappers, network
-        expected = 1 + (1 if fused else pairings)  # its update, then the converter's view
+        expected = 1 if fused else pairings  # its update; the converter's view makes none
         assert [calls.get(id(w)) for w in wrappers] == [expected] * len(wrappers), network
+
+
+def test_held_spectral_norm_writes_nothing_back():
+    """Under `spectral_norm_held` a training call of a discriminator leaves its kernels and
+    power-iteration vectors as they are; outside it, the call renormalises the kernels."""
+    model = PLDT(PLDTConfig(**TINY, spectral_norm=True))
+    model.compile()
+    model.train_step(batch())  # the kernels moved one Adam step away from normalised
+    d_r, x = model.real_fake_discriminator, batch(seed=1)["target"]
+    wrappers = [
+        la for la in d_r._flatten_layers() if isinstance(la, networks.SpectralNormalization)
+    ]
+    state = lambda: [v.numpy() for la in wrappers for v in (la.kernel, la.vector_u)]  # noqa: E731
+    before = state()
+    with spectral_norm_held(d_r):
+        d_r(x, training=True)
+    for a, b in zip(before, state(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    d_r(x, training=True)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, state(), strict=True))
 
 
 def test_joint_domain_batch_normalises_the_pairings_together():
