@@ -58,10 +58,39 @@ def _phase_kernel(kernel):
     return tf.reshape(tf.transpose(taps, [0, 1, 4, 2, 3]), [3, 3, c_out, 4 * c_in])
 
 
+# The same per phase without the zero taps: phase 0 reads offsets -1, 0 (taps 3, 1), phase 1
+# offsets -1, 0, +1 (taps 4, 2, 0); as (padding before and after, taps).
+_EXACT_PHASES = (([1, 0], [3, 1]), ([1, 1], [4, 2, 0]))
+
+
 def _transpose(y, kernel):
     """The input gradient of `conv2d(x, kernel, 2, 'SAME')` for output gradient `y`, which is
-    also `conv2d_transpose(y, kernel)` to twice the size: a sub-pixel conv (module docstring)."""
+    also `conv2d_transpose(y, kernel)` to twice the size: a sub-pixel conv (module docstring),
+    as one 3x3 conv to 4x the channels, or as four convs of the phases' own 2x2, 2x3, 3x2 and
+    3x3 taps (the 25 taps, no zeros: the same sums) where that is faster (`_exact_phases`)."""
+    if _exact_phases(y, kernel):
+        flipped = tf.transpose(kernel, [0, 1, 3, 2])  # [5, 5, C_y, C_x]
+        phases = []
+        for rows_pad, rows in _EXACT_PHASES:
+            taps = tf.gather(flipped, rows, axis=0)
+            for cols_pad, cols in _EXACT_PHASES:
+                padding = [[0, 0], rows_pad, cols_pad, [0, 0]]
+                phases.append(tf.nn.conv2d(y, tf.gather(taps, cols, axis=1), 1, padding))
+        return tf.nn.depth_to_space(tf.concat(phases, -1), 2)
     return tf.nn.depth_to_space(tf.nn.conv2d(y, _phase_kernel(kernel), 1, "SAME"), 2)
+
+
+def _exact_phases(y, kernel) -> bool:
+    """Whether `_transpose` runs the four exact phase convs: they skip the 11 zero taps of the
+    3x3 phase kernels (36 multiply-adds for 25) but are four smaller convs. Measured on an
+    AVX-512 / AMX Xeon (2 cores, batch 32-96, 64 px at widths 32 and 128): in float32 0.5-0.96x
+    the time of the one 3x3 conv from 16 result channels on (2x below); in bfloat16 0.64-0.74x
+    on 4x4 maps and from 256 input channels, up to 1.3x on larger, narrower maps."""
+    result_channels, y_channels = kernel.shape[2], kernel.shape[3]
+    if tf.as_dtype(y.dtype) in (tf.float32, tf.float64):
+        return result_channels is not None and result_channels >= 16
+    pixels = y.shape[1] * y.shape[2] if None not in y.shape[1:3] else None
+    return (pixels is not None and pixels <= 16) or (y_channels is not None and y_channels >= 256)
 
 
 def _filter_gradient(x, kernel_shape, dy, size: int = 5, stride: int = 2):

@@ -1,5 +1,6 @@
-"""The sub-pixel stride-2 convolutions (and the im2col kernel gradient of small, deep maps:
-the 256-channel cases) equal TensorFlow's native ops in value and gradient
+"""The sub-pixel stride-2 convolutions (the one 3x3 phase conv below 16 result channels, the
+four exact phase convs from 16 on; the im2col kernel gradient of small, deep maps: the
+256-channel cases) equal TensorFlow's native ops in value and gradient
 (first and second order), the layers fall back where they do not apply, and a PLDT train step
 is the same with and without them.
 
@@ -108,7 +109,8 @@ def test_resize_conv2d_equals_native(shape):  # 256 channels on 4x4: the im2col 
     assert_matches_native(values_and_gradients, resize_conv2d, native_resize_conv, x, k)
 
 
-def test_second_order_gradients_equal_native():
+@pytest.mark.parametrize("c_in", [3, 16])  # the one 3x3 phase conv; the four exact ones
+def test_second_order_gradients_equal_native(c_in):
     """R1 differentiates the input gradient with respect to the weights."""
 
     def r1_gradient(op, x, k):
@@ -120,7 +122,7 @@ def test_second_order_gradients_equal_native():
             penalty = tf.reduce_sum(tf.square(inner.gradient(out, x)))
         return [outer.gradient(penalty, k)]
 
-    x, k = normal([2, 8, 8, 3], 5), normal([5, 5, 3, 4], 6)
+    x, k = normal([2, 8, 8, c_in], 5), normal([5, 5, c_in, 4], 6)
     assert_matches_native(r1_gradient, conv2d_stride2, native_conv, x, k)
 
 
