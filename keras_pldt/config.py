@@ -335,8 +335,8 @@ ROBUST: dict[str, Any] = {
     # (top-1 3.0% / 1.5% against 10.4% / 4.5% joint on grocery_val, seeds 0 / 1).
     "joint_domain_batch": True,
     # ... and in the converter's view, the generated pairs alone, normalised with the batch
-    # statistics of D_A's update held constant: at width 32 1.09x the paper step instead of
-    # 1.26x in float32, 1.18x instead of 1.27x in bfloat16, and within the spread between seeds
+    # statistics of D_A's update held constant: at width 32 1.14x the paper step instead of
+    # 1.30x in float32, 1.17x instead of 1.30x in bfloat16, and within the spread between seeds
     # of the full joint view on every column (grocery_val seeds 0-3, the synthetic set at scale
     # seeds 0-1).
     "recorded_domain_statistics": True,
