@@ -109,7 +109,8 @@ def test_resize_conv2d_equals_native(shape):  # 256 channels on 4x4: the im2col 
     assert_matches_native(values_and_gradients, resize_conv2d, native_resize_conv, x, k)
 
 
-@pytest.mark.parametrize("c_in", [3, 16])  # the one 3x3 phase conv; the four exact ones
+# the one 3x3 phase conv; the four exact ones; im2col forward and col2im input gradient
+@pytest.mark.parametrize("c_in", [3, 16, 256])
 def test_second_order_gradients_equal_native(c_in):
     """R1 differentiates the input gradient with respect to the weights."""
 
@@ -122,7 +123,8 @@ def test_second_order_gradients_equal_native(c_in):
             penalty = tf.reduce_sum(tf.square(inner.gradient(out, x)))
         return [outer.gradient(penalty, k)]
 
-    x, k = normal([2, 8, 8, c_in], 5), normal([5, 5, c_in, 4], 6)
+    size = 8 if c_in < 256 else 4  # 2x2 outputs from 256 channels: small and deep
+    x, k = normal([2, size, size, c_in], 5), normal([5, 5, c_in, 4], 6)
     assert_matches_native(r1_gradient, conv2d_stride2, native_conv, x, k)
 
 
