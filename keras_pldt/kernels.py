@@ -10,13 +10,15 @@ It is exactly a stride-1 3x3 convolution to 4x the channels followed by `depth_t
 ("sub-pixel" convolution): output pixel (2m + p, 2n + q) only ever sees the kernel taps of
 parity (p, q), so each of the four phases is a small conv of the un-dilated input. The 3x3
 phase kernels are gathered from the 5x5 kernel (36 taps computed for 25 useful ones), which
-runs at the speed of a forward conv. `conv2d_stride2` and `conv2d_transpose_stride2` use it
-through `tf.custom_gradient` (with an im2col kernel gradient where TensorFlow's is slow,
-see `_filter_gradient`), with the same values and gradients as the native ops (to float
-rounding), second-order gradients included (R1). The layers `SubpixelConv2D` and
-`SubpixelConv2DTranspose` are drop-in `Conv2D` / `Conv2DTranspose` that use them when the
-layer is 5x5, stride 2, "same", channels-last with even input size, and the native ops
-otherwise.
+runs at the speed of a forward conv; where it is faster, the four phases run as convs of their
+own 2x2 to 3x3 taps instead (`_exact_phases`), and on small, deep float32 maps the conv and its
+input gradient run as im2col and one matmul (`_strided_conv`, `_input_gradient`).
+`conv2d_stride2` and `conv2d_transpose_stride2` use it through `tf.custom_gradient` (with an
+im2col kernel gradient where TensorFlow's is slow, see `_filter_gradient`), with the same
+values and gradients as the native ops (to float rounding), second-order gradients included
+(R1). The layers `SubpixelConv2D` and `SubpixelConv2DTranspose` are drop-in `Conv2D` /
+`Conv2DTranspose` that use them when the layer is 5x5, stride 2, "same", channels-last with
+even input size, and the native ops otherwise.
 
 `leaky_relu` (layer `LeakyReLU`) is `tf.nn.leaky_relu` whose gradient reads the activation's
 *output* instead of its input (the same values: for a slope >= 0 the output is positive exactly
