@@ -89,17 +89,22 @@ def _exact_phases(y, kernel) -> bool:
     the time of the one 3x3 conv from 16 result channels on (2x below); in bfloat16 0.64-0.74x
     on 4x4 maps and from 256 input channels, up to 1.3x on larger, narrower maps."""
     result_channels, y_channels = kernel.shape[2], kernel.shape[3]
-    if tf.as_dtype(y.dtype) in (tf.float32, tf.float64):
+    if _float32(y):
         return result_channels is not None and result_channels >= 16
-    pixels = y.shape[1] * y.shape[2] if None not in y.shape[1:3] else None
+    pixels = _pixels(y.shape)
     return (pixels is not None and pixels <= 16) or (y_channels is not None and y_channels >= 256)
+
+
+def _pixels(shape):
+    """H * W of a shape [B, H, W, .], or None where either is unknown."""
+    return shape[1] * shape[2] if None not in shape[1:3] else None
 
 
 def _small_and_deep(out, c_in) -> bool:
     """Outputs of 4x4 pixels or fewer from 256 channels or more (`out`: a shape [B, H, W, .]):
     where TensorFlow's kernels of a conv run far below the CPU's peak and `im2col`
     (`extract_patches`) plus one matmul does not."""
-    pixels = out[1] * out[2] if None not in out[1:3] else None
+    pixels = _pixels(out)
     return pixels is not None and pixels <= 16 and c_in is not None and c_in >= 256
 
 

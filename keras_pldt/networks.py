@@ -194,10 +194,14 @@ def _fused_kernel_applies(dtype) -> bool:
     return on_cpu and tf.as_dtype(dtype) in (tf.float32, tf.bfloat16)
 
 
-def _grouped_norms(model: keras.Model) -> list[GroupedBatchNormalization]:
-    """`model`'s `GroupedBatchNormalization` layers, nested models included."""
+def _layers_of(kind: type, *models: keras.Model | None) -> list:
+    """The layers of type `kind` in `models` (None skipped), nested models included."""
     return [
-        layer for layer in model._flatten_layers() if isinstance(layer, GroupedBatchNormalization)
+        layer
+        for model in models
+        if model is not None
+        for layer in model._flatten_layers()
+        if isinstance(layer, kind)
     ]
 
 
@@ -208,7 +212,7 @@ def batch_norm_groups(model: keras.Model, groups: int):
     `model(tf.concat([a, b, c], 0), training=True)` under `batch_norm_groups(model, 3)` gives the
     outputs, gradients and moving statistics of `model(a)`, `model(b)`, `model(c)` in turn.
     """
-    norms = _grouped_norms(model)
+    norms = _layers_of(GroupedBatchNormalization, model)
     for layer in norms:
         layer.groups = groups
     try:
@@ -229,7 +233,7 @@ def batch_norm_statistics(model: keras.Model, statistics: dict, mode: str):
     """
     if mode not in ("record", "replay"):
         raise ValueError(f"mode must be 'record' or 'replay', got {mode!r}")
-    norms = _grouped_norms(model)
+    norms = _layers_of(GroupedBatchNormalization, model)
     for layer in norms:  # the dict itself, not the copy Keras' attribute tracking would make
         object.__setattr__(layer, "statistics", statistics)
         layer.statistics_mode = mode
@@ -267,13 +271,7 @@ def spectral_norm_held(*models: keras.Model):
     norm iterates once per update of that discriminator (the kernel its optimizer just moved
     by one step from the normalised one), and the converter's update leaves the
     discriminators' weights alone."""
-    wrappers = [
-        layer
-        for model in models
-        if model is not None
-        for layer in model._flatten_layers()
-        if isinstance(layer, SpectralNormalization)
-    ]
+    wrappers = _layers_of(SpectralNormalization, *models)
     for layer in wrappers:
         layer.renormalize = False
     try:
