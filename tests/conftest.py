@@ -95,6 +95,8 @@ def make_lookbook(tmp_path):
 # ---------------------------------------------------------------- export, convert and the kit
 #: The tiny exported converter's image size (32 px, base width 8).
 EXPORT_SIZE = 32
+#: Photos that calibrate the tiny converter's int8 export.
+CALIBRATION_SAMPLES = 32
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +116,8 @@ def real_photos():
 def exported(tmp_path_factory, real_photos):
     """A tiny converter (32 px, base width 8) fitted 30 steps (MSE, source -> its product photo)
     on the real photos (the synthetic set without ../shared) in a run folder, and exported once
-    to every format. `.model_file(name)` is the model of one format folder."""
+    to every format. `.model_file(name)` is the model of one format folder;
+    `.calibration_images` the number of photos int8 calibration must use."""
     from types import SimpleNamespace
 
     import keras
@@ -153,12 +156,15 @@ def exported(tmp_path_factory, real_photos):
     run.prepare(config, {"data": str(photos)})
     run.save_final(model)
     out = root / "out"
+    # int8 calibrates on at most CALIBRATION_SAMPLES of the folder's source photos: 32 of the
+    # real ones, all 24 of the synthetic set's.
+    calibration_sources = [p for p in list_images(photos) if "_CLEAN0_" in p.name]
     report = export(
         out,
         run_dir=run.path,
         calibration_data=photos,
         parity_data=real_photos("test"),
-        calibration_samples=32,
+        calibration_samples=CALIBRATION_SAMPLES,
         parity_samples=8,
         verbose=False,
     )
@@ -177,5 +183,6 @@ def exported(tmp_path_factory, real_photos):
         model=model,
         report=report,
         photos=real_photos,
+        calibration_images=min(CALIBRATION_SAMPLES, len(calibration_sources)),
         model_file=model_file,
     )

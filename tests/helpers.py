@@ -55,6 +55,5 @@ def assert_close(actual, desired, ulps: float, scale=None, err_msg: str = "") ->
 
 def adam_step(config) -> float:
     """About the most one Adam update moves a weight, whatever its gradient (Adam divides the
-    step by the gradient's own scale): the learning rate, the discriminators' times their
-    multiplier when that is larger."""
-    return config.learning_rate * max(1.0, config.discriminator_lr_multiplier)
+    step by the gradient's own scale): the learning rate, which every network's Adam uses."""
+    return config.learning_rate

@@ -106,7 +106,7 @@ def test_model_cards_describe_each_file(exported):
     # The input range is anchored to the whole [-1, 1]: dark pixels are not clipped.
     low, high = int8["inputs"][0]["real_value_range"]
     assert low <= -0.99 and high >= 0.99
-    assert int8["calibration"]["images"] == 32
+    assert int8["calibration"]["images"] == exported.calibration_images
     fp32 = json.loads((exported.model_file("tflite_fp32").parent / "model_card.json").read_text())
     assert fp32["inputs"][0]["dtype"] == "float32"
     assert int8["size_bytes"] < fp32["size_bytes"] / 2
