@@ -3,7 +3,9 @@
 * Every ``python -m keras_pldt.X ...`` command in README.md (```bash blocks and inline code) uses
   only flags that ``python -m keras_pldt.X [subcommand] --help`` lists, and parses with the
   module's own argparse parser.
-* The ``pip install`` / ``pytest`` lines are the two set-up commands.
+* The first two ```bash blocks are the two set-up commands (install and train; ``bash
+  tools/test``), and ``tools/test`` installs what the tests need before it runs pytest.
+* README.md is at most 200 lines, and every `keras_pldt.module.name` it names exists.
 * The ```python API block runs verbatim at a tiny setting: ``keras_pldt.config.get_preset`` and
   ``keras_pldt.data.build_pipelines`` are wrapped so the preset gets a 32 px, width-4 network and
   the embedded synthetic set is a 12-product one (nothing else of the snippet changes).
@@ -41,7 +43,9 @@ CLI_COMMANDS = [
     ("keras_pldt.convert", None),
     ("keras_pldt.demo", None),
 ]
-SETUP_COMMANDS = {"pip install -e .", 'pip install -e ".[test]"', "pytest"}
+#: The README's first two ```bash blocks, exactly: install and train; the test command.
+SETUP_BLOCKS = ["pip install -e . && python -m keras_pldt.train", "bash tools/test"]
+README_MAX_LINES = 200
 HELP_ENV = {"COLUMNS": "100", "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
@@ -51,7 +55,8 @@ def code_blocks(text: str, language: str) -> list[str]:
 
 
 def shell_commands(text: str) -> list[str]:
-    """Commands of the ```bash blocks (split on && and ;, comments dropped) and inline
+    """Commands of the ```bash blocks (split on && and ;, comments dropped; the body of a
+    `for VAR in ...; do ...; done` loop with its variable as 0) and inline
     `python -m keras_pldt...` spans."""
     commands = []
     for block in code_blocks(text, "bash"):
@@ -59,7 +64,10 @@ def shell_commands(text: str) -> list[str]:
             line = line.split(" #")[0].strip()
             if not line or line.startswith("#"):
                 continue
-            commands += [part.strip() for part in re.split(r"&&|;", line) if part.strip()]
+            for part in re.split(r"&&|;", line):
+                part = re.sub(r"\$\{?\w+\}?", "0", part.strip().removeprefix("do ").strip())
+                if part and not part.startswith("for ") and part != "done":
+                    commands.append(part)
     commands += re.findall(r"`(python -m keras_pldt[^`]*)`", text)
     return commands
 
@@ -119,12 +127,29 @@ def test_readme_has_commands():
 
 
 def test_setup_commands():
-    """pip/pytest lines are exactly the two documented set-up commands, and `[test]` exists."""
-    commands = shell_commands(README.read_text())
-    setup = [c for c in commands if c.split()[0] in ("pip", "pytest")]
-    assert set(setup) == SETUP_COMMANDS, setup
+    """The first two ```bash blocks are the set-up commands; `[test]` exists, and tools/test
+    installs it, Chromium and the web page's npm packages before it runs pytest."""
+    blocks = [b.strip() for b in code_blocks(README.read_text(), "bash")]
+    assert blocks[:2] == SETUP_BLOCKS, blocks[:2]
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.search(r"^test = \[", pyproject, flags=re.M), "pyproject has no [test] extra"
+    script = (ROOT / "tools" / "test").read_text()
+    for step in ('pip install -q -e ".[test]"', "/usr/bin/chromium", "npm", "-m pytest"):
+        assert step in script, f"tools/test does not run {step}"
+    assert script.index(".[test]") < script.index("-m pytest")
+
+
+def test_readme_is_short_and_its_names_exist():
+    text = README.read_text()
+    assert len(text.splitlines()) <= README_MAX_LINES
+    refs = sorted(set(re.findall(r"`(keras_pldt(?:\.\w+)+)`", text)))
+    missing = []
+    for ref in refs:
+        try:
+            resolve(ref)
+        except (ImportError, AttributeError):
+            missing.append(ref)
+    assert not missing, f"README.md names what does not exist: {missing}"
 
 
 @pytest.mark.parametrize(
