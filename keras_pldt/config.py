@@ -2,7 +2,8 @@
 
 The defaults are the paper's (Sec. 5.2 and Table 1): 64x64 images, base width 128, a 64-d code,
 batch 128, Adam lr 2e-4 with beta_1 0.5, 25 epochs then 5 more at lr 2e-5, N(0, 0.02) weights,
-LeakyReLU slope 0.2.
+LeakyReLU slope 0.2. Every field is used by the paper, a Table 2 method or the `robust` recipe,
+or is a data, schedule or runtime setting.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 VARIANTS = ("rf+dd", "rf", "mse", "rf+dd-neg")
 """The Table 2 methods that train a converter: C+RF+DD (ours), C+RF, C+MSE, C+RF+DD-Neg."""
 
-ADVERSARIAL_LOSSES = ("bce", "hinge", "lsgan")
 PRECISIONS = ("float32", "bfloat16", "mixed_float16", "auto")
 """Compute precisions; "auto" is `keras_pldt.precision.auto_precision()` when the model is built."""
 DIFF_AUGMENTATIONS = ("color", "translation", "cutout")
@@ -24,6 +24,28 @@ SOURCE_AUGMENTATIONS = ("flip", "crop", "rotate", "light")
 """Policies of `source_augment`: random views of the converter's training photos."""
 UPSAMPLINGS = ("transposed", "resize")
 """Decoder x2 stages: Table 1b's transposed convs, or nearest-neighbour resize + conv."""
+
+#: The experiments' switches that keras_pldt does not ship, with the one value of each that the
+#: shipped code computes. docs/results.md holds their evidence, measured at commit 17a4359.
+RETIRED = {
+    "adversarial_loss": "bce",
+    "reconstruction_lowpass": 1,
+    "mse_weight": 0.0,
+    "gradient_weight": 0.0,
+    "frequency_weight": 0.0,
+    "identity_weight": 0.0,
+    "code_contrast_weight": 0.0,
+    "pixel_contrast_bank": 0,
+    "pixel_contrast_temperature": 0.05,
+    "adversarial_encoder": True,
+    "real_fake_patches": False,
+    "r1_weight": 0.0,
+    "discriminator_dropout": 0.0,
+    "hard_negatives": 0.0,
+    "domain_projection": False,
+    "discriminator_lr_multiplier": 1.0,
+    "ema_decay": 0.0,
+}
 
 
 def policy_names(policy: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -47,34 +69,17 @@ class PLDTConfig:
     upsampling: str = "transposed"
     leaky_slope: float = 0.2
     init_stddev: float = 0.02
-    # objective: the Table 2 method and the converter's extra terms (losses.converter_terms)
+    # objective: the Table 2 method and the recipe's terms beside Eq. 6 (`PLDT.loss_weights`)
     variant: str = "rf+dd"
-    adversarial_loss: str = "bce"
-    reconstruction_weight: float = 0.0  # L1 to the associated target (losses.pixel_l1)
-    reconstruction_lowpass: int = 1
-    mse_weight: float = 0.0  # pixel MSE to the associated target (losses.pixel_mse)
-    ssim_weight: float = 0.0  # 1 - C-SSIM to the associated target (losses.ssim_loss)
-    gradient_weight: float = 0.0  # edge strengths to the target (losses.gradient_difference)
-    frequency_weight: float = 0.0  # focal frequency loss to the target (losses.focal_frequency)
+    reconstruction_weight: float = 0.0  # L1 to the associated target
+    ssim_weight: float = 0.0  # 1 - C-SSIM to the associated target
     feature_matching_weight: float = 0.0  # D_A features of (I_S, C(I_S)) vs (I_S, I_T)
-    identity_weight: float = 0.0  # C(I_T) = I_T (losses.identity_l1)
-    code_contrast_weight: float = 0.0  # losses.code_contrast: code(I_S) picks its I_T
-    pixel_contrast_weight: float = 0.0  # losses.pixel_contrast: C(I_S) picks its I_T
-    # the pixel contrast's further negatives: product images of the last N training targets
-    pixel_contrast_bank: int = 0
-    pixel_contrast_temperature: float = 0.05  # of its mean squared pixel distances
-    adversarial_encoder: bool = True  # False: D_R/D_A terms train the decoder only
+    pixel_contrast_weight: float = 0.0  # C(I_S) nearer its own product than the batch's others
     # discriminators
     spectral_norm: bool = False
-    real_fake_patches: bool = False
-    r1_weight: float = 0.0
-    discriminator_dropout: float = 0.0
-    joint_domain_batch: bool = False  # D_A's batch norm sees an update's pairings as one batch
-    # with joint_domain_batch: the converter's view of D_A normalises the generated pairs with
-    # the statistics of D_A's update and reads its (I_S, I_T) features from there
-    recorded_domain_statistics: bool = False
-    hard_negatives: float = 0.0  # share of I_T^- drawn as the batch's most similar other product
-    domain_projection: bool = False  # D_A as a projection critic: <e(I_S), phi(I_T)> + psi(phi)
+    # D_A's batch norm over an update's pairings as one batch; the converter's view of D_A then
+    # normalises the generated pairs with that update's statistics
+    joint_domain_batch: bool = False
     # augmentation
     diff_augment: str = ""  # DiffAugment of what the discriminators see: color,translation,cutout
     source_augment: str = ""  # random views of the training sources: flip,crop,rotate,light
@@ -86,8 +91,6 @@ class PLDTConfig:
     epochs: int = 25
     decay_epochs: int = 5
     decay_learning_rate: float = 2e-5
-    discriminator_lr_multiplier: float = 1.0
-    ema_decay: float = 0.0
     seed: int = 0
     # data
     reverse: bool = False
@@ -125,42 +128,14 @@ class PLDTConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.epochs < 0 or self.decay_epochs < 0 or self.total_epochs < 1:
             raise ValueError("epochs and decay_epochs must be >= 0 with at least one epoch in all")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        if self.adversarial_loss not in ADVERSARIAL_LOSSES:
-            raise ValueError(
-                f"adversarial_loss must be one of {ADVERSARIAL_LOSSES}, "
-                f"got {self.adversarial_loss!r}"
-            )
-        if self.upsampling not in UPSAMPLINGS:
-            raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got {self.upsampling!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        lowpass = self.reconstruction_lowpass
-        if lowpass < 1 or self.image_size % lowpass:
-            raise ValueError(
-                f"reconstruction_lowpass must be >= 1 and divide image_size, got {lowpass}"
-            )
-        for name in (*ENCODER_TERMS, "feature_matching_weight"):
+        for name, allowed in (
+            ("variant", VARIANTS), ("upsampling", UPSAMPLINGS), ("precision", PRECISIONS),
+        ):  # fmt: skip
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in (*PIXEL_TERMS, "feature_matching_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.pixel_contrast_temperature > 0:
-            raise ValueError(
-                f"pixel_contrast_temperature must be > 0, got {self.pixel_contrast_temperature}"
-            )
-        bank = self.pixel_contrast_bank
-        if bank and not bank >= self.batch_size:
-            raise ValueError(
-                f"pixel_contrast_bank must be 0 or >= batch_size={self.batch_size}, got {bank}"
-            )
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not 0.0 <= self.hard_negatives <= 1.0:
-            raise ValueError(f"hard_negatives must be in [0, 1], got {self.hard_negatives}")
-        if not 0.0 <= self.discriminator_dropout < 1.0:
-            raise ValueError(
-                f"discriminator_dropout must be in [0, 1), got {self.discriminator_dropout}"
-            )
         policy_names(self.source_augment, SOURCE_AUGMENTATIONS, "source_augment")
         policy_names(self.diff_augment, DIFF_AUGMENTATIONS, "diff_augment")
         if not self.learning_rate > 0:
@@ -170,70 +145,30 @@ class PLDTConfig:
                 f"decay_learning_rate must be in (0, learning_rate={self.learning_rate:g}], "
                 f"got {self.decay_learning_rate:g}"
             )
-        if not self.discriminator_lr_multiplier > 0:
-            raise ValueError(
-                f"discriminator_lr_multiplier must be > 0, got {self.discriminator_lr_multiplier}"
-            )
-        if (
-            not self.adversarial_encoder
-            and self.uses_real_fake
-            and not any(getattr(self, name) for name in ENCODER_TERMS)
-        ):
-            raise ValueError(
-                "adversarial_encoder=False needs a term that trains the encoder: set one of "
-                + ", ".join(ENCODER_TERMS)
-            )
-        ignored = self.ignored_switches()
+        ignored = ignored_switches(self.to_dict())
         if ignored:
             name, reason = next(iter(ignored.items()))
             raise ValueError(f"{name}={getattr(self, name)!r} would be ignored: {reason}")
 
-    def ignored_switches(self) -> dict[str, str]:
-        """Switches set away from their default that this config would not use, with why."""
-        reasons = {}
-        if not self.uses_real_fake:
-            for name in DISCRIMINATOR_SWITCHES:
-                reasons[name] = f"variant {self.variant!r} trains no discriminator"
-        elif not self.uses_domain:
-            domain_only = (
-                "feature_matching_weight", "joint_domain_batch", "recorded_domain_statistics",
-                "hard_negatives",
-            )  # fmt: skip
-            for name in (*domain_only, "domain_projection"):
-                reasons[name] = f"variant {self.variant!r} has no domain discriminator D_A"
-        elif self.variant != "rf+dd":
-            reasons["hard_negatives"] = f"variant {self.variant!r} has no unassociated pairs"
-        if not self.joint_domain_batch:
-            reasons.setdefault(
-                "recorded_domain_statistics", "joint_domain_batch is off (no joint statistics)"
-            )
-        if not self.pixel_contrast_weight:
-            for name in ("pixel_contrast_bank", "pixel_contrast_temperature"):
-                reasons[name] = "pixel_contrast_weight is 0 (no pixel contrast)"
-        if not self.reconstruction_weight:
-            reasons["reconstruction_lowpass"] = "reconstruction_weight is 0 (no L1 term)"
-        return {k: why for k, why in reasons.items() if getattr(self, k) != _DEFAULTS[k]}
-
     def with_variant(self, variant: str) -> PLDTConfig:
         """This config for `variant`, with the switches that variant cannot use back at their
-        defaults (a preset's discriminator switches for C+MSE, D_A feature matching for C+RF).
+        defaults (a preset's discriminator switches for C+MSE, D_A's for C+RF).
 
         C+MSE is Table 2's pixel-supervision baseline, so its objective stays the pixel MSE:
-        a preset's other pixel terms (L1, MSE, SSIM, gradient, frequency, pixel contrast) are
-        reset too.
+        a preset's other pixel terms (L1, SSIM, pixel contrast) are reset too.
         """
         values = {**self.to_dict(), "variant": variant}
         if variant == "mse":
             values.update({name: _DEFAULTS[name] for name in PIXEL_TERMS})
-        return PLDTConfig(**_unused_reset(values))
+        return PLDTConfig(**_reset_ignored(values))
 
     def override(self, **changes: Any) -> PLDTConfig:
         """This config with `changes` applied, as a preset takes explicit settings: a `variant`
-        change first adapts it (`with_variant`); a switch of this config that the changes leave
-        without use (`recorded_domain_statistics` once `joint_domain_batch` is off) goes back
-        to its default; a change that would itself be ignored is an error."""
+        change first adapts it (`with_variant`); a change that would itself be ignored is an
+        error."""
+        _refuse_retired(changes)
         base = self.with_variant(changes["variant"]) if "variant" in changes else self
-        return PLDTConfig(**_unused_reset({**base.to_dict(), **changes}, keep=changes))
+        return PLDTConfig(**_reset_ignored({**base.to_dict(), **changes}, keep=changes))
 
     def group(self, name: str) -> dict[str, Any]:
         """The fields of one concern (`GROUPS`): networks, objective, ..., runtime."""
@@ -263,7 +198,10 @@ class PLDTConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PLDTConfig:
-        """Build from a dict; keys that are not fields (e.g. saved versions) are ignored."""
+        """Build from a dict; keys that are not fields (e.g. saved versions) are ignored, and a
+        retired experiment switch set to anything but the value the package computes is
+        refused (`RETIRED`)."""
+        _refuse_retired(values)
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
 
@@ -281,108 +219,105 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "image_size", "base_filters", "code_dim", "upsampling", "leaky_slope", "init_stddev",
     ),
     "objective": (
-        "variant", "adversarial_loss", "reconstruction_weight", "reconstruction_lowpass",
-        "mse_weight", "ssim_weight", "gradient_weight", "frequency_weight",
-        "feature_matching_weight", "identity_weight", "code_contrast_weight",
-        "pixel_contrast_weight", "pixel_contrast_bank", "pixel_contrast_temperature",
-        "adversarial_encoder",
+        "variant", "reconstruction_weight", "ssim_weight", "feature_matching_weight",
+        "pixel_contrast_weight",
     ),
-    "discriminators": (
-        "spectral_norm", "real_fake_patches", "r1_weight", "discriminator_dropout",
-        "joint_domain_batch", "recorded_domain_statistics", "hard_negatives",
-        "domain_projection",
-    ),
+    "discriminators": ("spectral_norm", "joint_domain_batch"),
     "augmentation": ("diff_augment", "source_augment"),
     "schedule": (
         "batch_size", "learning_rate", "beta_1", "beta_2", "epochs", "decay_epochs",
-        "decay_learning_rate", "discriminator_lr_multiplier", "ema_decay", "seed",
+        "decay_learning_rate", "seed",
     ),
     "data": ("reverse", "val_fraction", "test_fraction"),
     "runtime": ("precision", "jit_compile", "subpixel_convs", "cache"),
 }  # fmt: skip
 """`PLDTConfig`'s fields by concern; the flat names are those of `--set` and config.json."""
 
-#: Switches of the discriminators and of the converter's terms that read them: meaningless for
-#: C+MSE.
-DISCRIMINATOR_SWITCHES = (
-    "adversarial_loss", "feature_matching_weight", "spectral_norm", "real_fake_patches",
-    "r1_weight", "discriminator_dropout", "diff_augment", "discriminator_lr_multiplier",
-    "joint_domain_batch", "recorded_domain_statistics", "hard_negatives", "domain_projection",
-    "adversarial_encoder",
-)  # fmt: skip
 #: The converter's pixel terms beside the adversarial ones (Table 2's C+MSE has none of them).
-PIXEL_TERMS = (
-    "reconstruction_weight", "mse_weight", "ssim_weight", "gradient_weight", "frequency_weight",
-    "pixel_contrast_weight",
-)  # fmt: skip
-#: The converter's terms that read no discriminator: what trains the encoder when
-#: `adversarial_encoder` is False.
-ENCODER_TERMS = (*PIXEL_TERMS, "identity_weight", "code_contrast_weight")
+PIXEL_TERMS = ("reconstruction_weight", "ssim_weight", "pixel_contrast_weight")
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(PLDTConfig)}
 
 
+def ignored_switches(values: dict[str, Any]) -> dict[str, str]:
+    """The switches of config `values` set away from their defaults that its variant would not
+    use, with why."""
+    variant = values["variant"]
+    reasons = {}
+    if variant == "mse":
+        for name in ("spectral_norm", "diff_augment", "feature_matching_weight"):
+            reasons[name] = f"variant {variant!r} trains no discriminator"
+    if variant in ("mse", "rf"):
+        reasons.setdefault("joint_domain_batch", f"variant {variant!r} has no D_A")
+        reasons.setdefault("feature_matching_weight", f"variant {variant!r} has no D_A")
+    return {k: why for k, why in reasons.items() if values[k] != _DEFAULTS[k]}
+
+
+def _reset_ignored(values: dict[str, Any], keep=()) -> dict[str, Any]:
+    """`values` with the switches a config of them would ignore back at their defaults, except
+    those in `keep` (left for validation to refuse)."""
+    reset = {k: _DEFAULTS[k] for k in ignored_switches(values) if k not in keep}
+    return {**values, **reset}
+
+
+def _refuse_retired(values: dict[str, Any]) -> None:
+    """ValueError, one line, for a retired experiment switch (`RETIRED`) set to a value the
+    package does not compute."""
+    if "recorded_domain_statistics" in values:  # the converter's view of a joint D_A batch
+        recorded = bool(values["recorded_domain_statistics"])
+        if recorded != bool(values.get("joint_domain_batch", False)):
+            raise ValueError(
+                f"recorded_domain_statistics={recorded} is an experiment switch keras_pldt no "
+                "longer ships (joint_domain_batch implies it); docs/results.md has its evidence"
+            )
+    for name, value in RETIRED.items():
+        if name in values and values[name] != value:
+            raise ValueError(
+                f"{name}={values[name]!r} is an experiment switch keras_pldt no longer ships "
+                f"(it computes {name}={value!r}); docs/results.md has its evidence, measured "
+                "at commit 17a4359"
+            )
+
+
 ROBUST: dict[str, Any] = {
-    # pix2pix-style L1 to the associated target next to D_A, spectral norm and DiffAugment
-    # (geometric only: colour is the attribute D_A must judge) in the discriminators, and
-    # feature matching on D_A's features. See docs/results.md for the ablation behind it.
+    # pix2pix-style L1 to the associated target beside D_A, and 1 - SSIM for the target's local
+    # contrast and structure
     "reconstruction_weight": 100.0,
+    "ssim_weight": 30.0,
+    # relevance as a pixel term: C(I_S) nearer its own product image than the batch's others
+    # (the unassociated pairs of Eq. 5)
+    "pixel_contrast_weight": 10.0,
+    # D_A's features of (I_S, C(I_S)) matched to those of (I_S, I_T)
+    "feature_matching_weight": 10.0,
+    # stable discriminators on small data: spectral norm, and DiffAugment of what they see
+    # (geometric only: colour is the attribute D_A must judge)
     "spectral_norm": True,
     "diff_augment": "translation,cutout",
-    "feature_matching_weight": 10.0,
-    # D_A's batch norm over an update's associated, unassociated and generated pairs as one
-    # batch, in its update and in the converter's view of it: per-pairing batches left D_A's
-    # moving statistics unlike any batch it was trained on, and retrieval by DD-score at chance
-    # (top-1 3.0% / 1.5% against 10.4% / 4.5% joint on grocery_val, seeds 0 / 1).
+    # D_A's batch norm over an update's pairings as one batch: per-pairing batches leave its
+    # moving statistics unlike any batch it was trained on
     "joint_domain_batch": True,
-    # ... and in the converter's view, the generated pairs alone, normalised with the batch
-    # statistics of D_A's update held constant: at width 32 1.14x the paper step instead of
-    # 1.30x in float32, 1.17x instead of 1.30x in bfloat16, and within the spread between seeds
-    # of the full joint view on every column (grocery_val seeds 0-3, the synthetic set at scale
-    # seeds 0-1).
-    "recorded_domain_statistics": True,
-    # Nearest-neighbour x2 + conv in the decoder instead of transposed convs: no checkerboard,
-    # C-SSIM 0.485 vs 0.440 on grocery_val (two seeds).
+    # nearest-neighbour x2 + conv in the decoder: no checkerboard
     "upsampling": "resize",
-    # Random flips and crops of the converter's training photos: with a few hundred photos the
-    # converter otherwise memorises them (train RMSE 0.09, test 0.19).
+    # random flips and crops of the training photos: a few hundred are otherwise memorised
     "source_augment": "flip,crop",
-    # Adam at 2.5x the paper's rate (5e-4, then 5e-5): a few hundred updates are all small
-    # data gives; C-SSIM +0.02 and sharpness +0.06 on grocery_val, both seeds.
+    # a few hundred updates are all small data gives: 2.5x the paper's rate
     "learning_rate": 5e-4,
     "decay_learning_rate": 5e-5,
-    # Relevance: InfoNCE over pixel distances (C(I_S) nearer its own product image than the
-    # batch's other products'), the unassociated pairs of Eq. 5 as a pixel term; and structure:
-    # 1 - SSIM to the associated target. On the synthetic set at scale (2,520 updates, two
-    # seeds) top-5 93% / category 0.89 against the L1-only recipe's 83% / 0.81 and C-SSIM
-    # 0.75-0.77 against C+MSE's 0.73, sharpness 0.92; on grocery_val (210 updates) top-5 +6
-    # and +13 points. docs/results.md, "The recommended recipe".
-    "pixel_contrast_weight": 10.0,
-    "ssim_weight": 30.0,
 }
+"""The recommended recipe's switches over the paper's; docs/results.md holds the evidence."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Exactly the published recipe (Sec. 5.2, Table 1).
     "paper": {},
-    # The recommended recipe for small data and small compute: the paper's networks, variant
-    # and schedule, plus the ROBUST switches, at batch 32 (the paper's 128 leaves a few
-    # thousand photos a handful of updates per epoch; docs/results.md is measured at 32).
+    # The recommended recipe for small data and small compute, at batch 32 (the paper's 128
+    # leaves a few thousand photos a handful of updates per epoch).
     "robust": {**ROBUST, "batch_size": 32},
     # The robust recipe at a width that trains on a 2-core CPU in minutes (synthetic set).
     "demo": {**ROBUST, "base_filters": 16, "batch_size": 32, "epochs": 4, "decay_epochs": 1},
 }
 
 
-def _unused_reset(values: dict[str, Any], keep=()) -> dict[str, Any]:
-    """`values` with the switches a config of them would ignore back at their defaults, except
-    those in `keep` (left for validation to refuse)."""
-    draft = object.__new__(PLDTConfig)  # unvalidated: finding what to reset is the check
-    draft.__dict__.update(values)
-    reset = {k: _DEFAULTS[k] for k in draft.ignored_switches() if k not in keep}
-    return {**values, **reset}
-
-
 def get_preset(name: str, **overrides: Any) -> PLDTConfig:
-    """The named preset (`paper`, `demo`, ...) with `overrides` applied
+    """The named preset (`paper`, `robust`, `demo`) with `overrides` applied
     (`PLDTConfig.override`)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")

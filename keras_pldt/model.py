@@ -1,12 +1,8 @@
 """`PLDT`: the converter and its two discriminators trained by Algorithm 1 through `model.fit`.
 
-Batch format (from `keras_pldt.data` or your own `tf.data` pipeline), pixels in [-1, 1]::
-
-    {"source": [B, S, S, 3], "target": [B, S, S, 3], "unassociated": [B, S, S, 3]}
-
-or the tuple `(source, target, unassociated)`. `target` is an image of the source's product
-(I_T), `unassociated` one of another product (I_T^-); extra dict keys are ignored. The
-variants of Table 2 are switches of this one model (`PLDTConfig.variant`):
+A batch is `keras_pldt.data.batch`'s: a dict ``{"source", "target", "unassociated",
+"product"}`` or a tuple ``(source, target[, unassociated])`` of ``[B, S, S, 3]`` images in
+[-1, 1]. The variants of Table 2 are switches of this one model (`PLDTConfig.variant`):
 
 * `rf+dd` (C+RF+DD, the paper's): D_R (Eq. 2) and D_A (Eq. 5), converter on Eq. 6;
 * `rf` (C+RF): D_R only;  `mse` (C+MSE): pixel MSE only, no discriminator;
@@ -17,12 +13,16 @@ variants of Table 2 are switches of this one model (`PLDTConfig.variant`):
 
 from __future__ import annotations
 
+import contextlib
+from typing import NamedTuple
+
 import keras
 import tensorflow as tf
 
 from keras_pldt import losses
 from keras_pldt.augment import augment_sources, diff_augment
 from keras_pldt.config import PLDTConfig
+from keras_pldt.data.batch import Batch, unpack_batch
 from keras_pldt.networks import (
     batch_norm_groups,
     batch_norm_statistics,
@@ -34,24 +34,62 @@ from keras_pldt.networks import (
 from keras_pldt.precision import POLICIES, auto_precision, precision_policy
 from keras_pldt.schedule import PaperSchedule
 
-_KEYS = ("source", "target", "unassociated")
 # Network name -> the attribute holding its optimizer (also `compile`'s argument name).
 _OPTIMIZER_ATTRS = {
     "converter": "converter_optimizer",
     "real_fake_discriminator": "real_fake_optimizer",
     "domain_discriminator": "domain_optimizer",
 }
+# DiffAugment draws of one training step, one stream per place a discriminator sees an image.
+_D_R_REAL, _D_R_FAKE, _D_A_ASSOCIATED, _D_A_UNASSOCIATED, _D_A_FAKE = 1, 2, 3, 4, 5
+_VIEW_D_R, _VIEW_D_A = 6, 7
 
 
-def make_optimizer(config: PLDTConfig, network: str = "converter") -> keras.optimizers.Optimizer:
+def make_optimizer(
+    config: PLDTConfig, network: str = "converter", schedule: PaperSchedule | None = None
+) -> keras.optimizers.Optimizer:
     """Adam as in the paper (beta_1 0.5) with the paper's schedule attached (`PaperSchedule`:
-    the base rate, then the decayed rate; the discriminators' times their multiplier)."""
+    the base rate, then the decayed rate; `schedule` when given)."""
     return keras.optimizers.Adam(
-        learning_rate=PaperSchedule.for_network(config, network),
+        learning_rate=schedule or PaperSchedule.for_network(config, network),
         beta_1=config.beta_1,
         beta_2=config.beta_2,
         name=f"{network}_adam",
     )
+
+
+def converter_loss_weights(config: PLDTConfig) -> dict[str, float]:
+    """The converter's objective as {term: weight}: Eq. 6's two adversarial halves (1/2 each;
+    D_R's alone, 1, for C+RF), C+MSE's pixel MSE, then the recipe's terms with their weights."""
+    adversarial = 0.5 if config.uses_domain else 1.0
+    weights = {
+        "adversarial_real_fake": adversarial if config.uses_real_fake else 0.0,
+        "adversarial_domain": 0.5 if config.uses_domain else 0.0,
+        "mse": 1.0 if config.variant == "mse" else 0.0,
+        "l1": config.reconstruction_weight,
+        "ssim": config.ssim_weight,
+        "feature_matching": config.feature_matching_weight,
+        "pixel_contrast": config.pixel_contrast_weight,
+    }
+    return {name: float(weight) for name, weight in weights.items() if weight}
+
+
+class DomainRecord(NamedTuple):
+    """What D_A's update hands to the converter's view of D_A: its batch statistics by layer
+    (with `joint_domain_batch` in training, else None) and its features of (I_S, I_T) (with
+    feature matching, else None)."""
+
+    statistics: dict | None
+    real_features: list | None
+
+
+class Outcome(NamedTuple):
+    """One network's loss on a batch, with what the step logs or passes on."""
+
+    loss: tf.Tensor
+    accuracy: tf.Tensor | None = None  # a discriminator's
+    terms: dict | None = None  # the converter's, by name
+    record: DomainRecord | None = None  # D_A's update
 
 
 @keras.saving.register_keras_serializable(package="keras_pldt")
@@ -73,44 +111,18 @@ class PLDT(keras.Model):
                 build_real_fake_discriminator(cfg) if cfg.uses_real_fake else None
             )
             self.domain_discriminator = build_domain_discriminator(cfg) if cfg.uses_domain else None
-        self._ema_weights = []
-        self._diff_augment_calls = 0
-        if cfg.ema_decay > 0:
-            # An exponential moving average of the converter's weights, for evaluation and export
-            # (`ema_converter()`); "mean" aggregation so replicas can update it in a train step.
-            self._ema_weights = [
-                self.add_weight(
-                    shape=w.shape,
-                    initializer=keras.initializers.Constant(keras.ops.convert_to_numpy(w)),
-                    trainable=False,
-                    aggregation="mean",
-                    name=f"ema_{i}",
-                )
-                for i, w in enumerate(self.converter.weights)
-            ]
-        self.contrast_bank = None  # the pixel contrast's further negatives
-        if cfg.pixel_contrast_weight and cfg.pixel_contrast_bank:
-            self.contrast_bank = losses.ContrastBank(
-                cfg.pixel_contrast_bank, cfg.image_size, name="contrast_bank"
-            )
-        self._domain_features = None
+        self._domain_taps = None  # D_A with its LeakyReLU outputs, for feature matching
         if cfg.uses_domain and cfg.feature_matching_weight:
             d_a = self.domain_discriminator
             taps = [layer.output for layer in d_a.layers if layer.name.startswith("lrelu")]
-            self._domain_features = keras.Model(d_a.input, [*taps, d_a.output], name="d_a_taps")
-        self.terms = losses.converter_terms(cfg)
-        mean = keras.metrics.Mean
-        self.converter_loss_tracker = mean(name="converter_loss")
-        self.term_trackers = {t.name: mean(name=f"converter_{t.name}") for t in self.terms}
-        self.real_fake_loss_tracker = mean(name="real_fake_loss")
-        self.domain_loss_tracker = mean(name="domain_loss")
-        self.real_fake_accuracy_tracker = mean(name="real_fake_accuracy")
-        self.domain_accuracy_tracker = mean(name="domain_accuracy")
-        self.rmse_tracker = mean(name="rmse")
-        self.converter_optimizer = None
-        self.real_fake_optimizer = None
-        self.domain_optimizer = None
-        self._checked_shapes = False
+            self._domain_taps = keras.Model(d_a.input, [*taps, d_a.output], name="d_a_taps")
+        self.loss_weights = converter_loss_weights(cfg)
+        names = ["converter_loss", *(f"converter_{name}" for name in self.loss_weights)]
+        for network, used in (("real_fake", cfg.uses_real_fake), ("domain", cfg.uses_domain)):
+            names += [f"{network}_loss", f"{network}_accuracy"] if used else []
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in [*names, "rmse"]}
+        self.converter_optimizer = self.real_fake_optimizer = self.domain_optimizer = None
+        self._schedules = []  # the PaperSchedules `compile` attached, told the epoch by `fit`
         self._fuse = None
         self.built = True
 
@@ -121,12 +133,12 @@ class PLDT(keras.Model):
 
     @property
     def networks(self) -> dict[str, keras.Model]:
-        nets = {"converter": self.converter}
-        if self.real_fake_discriminator is not None:
-            nets["real_fake_discriminator"] = self.real_fake_discriminator
-        if self.domain_discriminator is not None:
-            nets["domain_discriminator"] = self.domain_discriminator
-        return nets
+        nets = {
+            "converter": self.converter,
+            "real_fake_discriminator": self.real_fake_discriminator,
+            "domain_discriminator": self.domain_discriminator,
+        }
+        return {name: net for name, net in nets.items() if net is not None}
 
     @property
     def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
@@ -136,67 +148,46 @@ class PLDT(keras.Model):
 
     @property
     def metrics(self):
-        trackers = [self.converter_loss_tracker, *self.term_trackers.values()]
-        if self.config.uses_real_fake:
-            trackers += [self.real_fake_loss_tracker, self.real_fake_accuracy_tracker]
-        if self.config.uses_domain:
-            trackers += [self.domain_loss_tracker, self.domain_accuracy_tracker]
-        return trackers + [self.rmse_tracker]
+        """One Mean per logged value: the converter's loss and each of its terms, each
+        discriminator's loss and accuracy, RMSE."""
+        return list(self.trackers.values())
 
-    def compile(
-        self,
-        converter_optimizer=None,
-        real_fake_optimizer=None,
-        domain_optimizer=None,
-        **kwargs,
-    ):
-        """Take one optimizer per network; by default `make_optimizer`'s Adam with the paper's
-        schedule attached, which `fit` follows. A user's own optimizer is left as given.
-
-        The converter's optimizer is also `model.optimizer`, so callbacks that read
-        `model.optimizer.learning_rate` see the real rate. Under mixed_float16 each optimizer
-        is wrapped in a `LossScaleOptimizer`. `jit_compile` defaults to the config's (False:
-        XLA is slower on CPU).
-        """
-        cfg = self.config
-        kwargs.setdefault("jit_compile", cfg.jit_compile)
+    def compile(self, converter_optimizer=None, real_fake_optimizer=None, domain_optimizer=None,
+                **kwargs):  # fmt: skip
+        """One optimizer per network: by default `make_optimizer`'s Adam with the paper's
+        schedule, which `fit` follows; a user's own is left as given. The converter's is also
+        `model.optimizer`; under mixed_float16 each is wrapped in a `LossScaleOptimizer`."""
+        kwargs.setdefault("jit_compile", self.config.jit_compile)
         kwargs.setdefault("loss", None)
-        opt = keras.optimizers.get
-        self.converter_optimizer = opt(converter_optimizer or make_optimizer(cfg, "converter"))
-        if cfg.uses_real_fake:
-            self.real_fake_optimizer = opt(real_fake_optimizer or make_optimizer(cfg, "real_fake"))
-        if cfg.uses_domain:
-            self.domain_optimizer = opt(domain_optimizer or make_optimizer(cfg, "domain"))
-        if cfg.precision == "mixed_float16":
-            for name, value in list(self.optimizers.items()):
-                if not isinstance(value, keras.optimizers.LossScaleOptimizer):
-                    self._set_optimizer(name, keras.optimizers.LossScaleOptimizer(value))
+        given = dict(zip(_OPTIMIZER_ATTRS, (converter_optimizer, real_fake_optimizer,
+                                            domain_optimizer), strict=True))  # fmt: skip
+        self._schedules, wrap = [], self.config.precision == "mixed_float16"
+        for name in self.networks:
+            optimizer = given[name]
+            if optimizer is None:
+                self._schedules.append(PaperSchedule.for_network(self.config, name))
+                optimizer = make_optimizer(self.config, name, self._schedules[-1])
+            optimizer = keras.optimizers.get(optimizer)
+            if wrap and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            setattr(self, _OPTIMIZER_ATTRS[name], optimizer)
         super().compile(optimizer=self.converter_optimizer, **kwargs)
         for name, optimizer in self.optimizers.items():
             if not optimizer.built:
                 optimizer.build(self.networks[name].trainable_variables)
 
-    def _set_optimizer(self, network: str, optimizer) -> None:
-        setattr(self, _OPTIMIZER_ATTRS[network], optimizer)
-
     def fit(self, x=None, *args, steps_per_epoch=None, **kwargs):
-        """`keras.Model.fit`, with every `PaperSchedule` told how many steps an epoch has
-        (`steps_per_epoch`, else the dataset's finite cardinality)."""
-        steps = steps_per_epoch
-        if steps is None and isinstance(x, tf.data.Dataset):
-            cardinality = int(x.cardinality())
-            steps = cardinality if cardinality > 0 else None
-        if steps:
-            for optimizer in self.optimizers.values():
-                schedule = getattr(optimizer, "inner_optimizer", optimizer)._learning_rate
-                if isinstance(schedule, PaperSchedule):
-                    schedule.steps_per_epoch = steps
+        """`keras.Model.fit`, with the schedules `compile` attached told how many steps an epoch
+        has (`steps_per_epoch`, else the dataset's finite cardinality)."""
+        steps = steps_per_epoch or _finite_cardinality(x)
+        for schedule in self._schedules if steps else ():
+            schedule.steps_per_epoch = steps
         return super().fit(x, *args, steps_per_epoch=steps_per_epoch, **kwargs)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Skip Keras' symbolic build under tf.distribute: the networks are built in `__init__`
-        and the optimizers in `compile`. (Keras' version reduces a batch across replicas, which
-        fails for dict batches under MultiWorkerMirroredStrategy and consumes a batch.)"""
+        """Skip Keras' symbolic build: the networks are built in `__init__` and the optimizers
+        in `compile`. (Keras' version reduces a batch across replicas, which fails for dict
+        batches under MultiWorkerMirroredStrategy and consumes a batch.)"""
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict()}
@@ -210,210 +201,165 @@ class PLDT(keras.Model):
         if self.converter_optimizer is None:
             return None
         ser = keras.saving.serialize_keras_object
-        # Keyed by `compile`'s argument names, which are also the attribute names.
         return {_OPTIMIZER_ATTRS[name]: ser(opt) for name, opt in self.optimizers.items()}
 
     def compile_from_config(self, config):
         des = keras.saving.deserialize_keras_object
         self.compile(**{k: des(v) for k, v in config.items()})
 
-    # ------------------------------------------------------------------ data
-    def _unpack(self, data):
-        """(source, target, unassociated) from a dict or tuple batch, checked on first trace."""
-        if isinstance(data, dict):
-            missing = [k for k in _KEYS[:2] if k not in data]
-            if missing:
-                raise ValueError(
-                    f"PLDT batch dict is missing {missing}; expected keys {list(_KEYS)} "
-                    f"with float tensors of shape {self._expected_shape()} in [-1, 1]"
-                )
-            parts = [data.get(k) for k in _KEYS]
-        elif isinstance(data, (tuple, list)) and len(data) in (2, 3):
-            parts = list(data) + [None] * (3 - len(data))
-        else:
-            raise ValueError(
-                "a PLDT batch is a dict {'source', 'target', 'unassociated'} or a tuple "
-                f"(source, target, unassociated) of tensors {self._expected_shape()}; got {data!r}"
-            )
-        if parts[2] is None and self.config.variant == "rf+dd":
-            raise ValueError(
-                "variant 'rf+dd' needs unassociated targets (I_T^-): add an 'unassociated' "
-                f"tensor of shape {self._expected_shape()} to each batch"
-            )
-        size = self.config.image_size
-        for name, tensor in zip(_KEYS, parts, strict=True):
-            if tensor is None:
-                continue
-            shape = tuple(tensor.shape)
-            if len(shape) != 4 or tuple(shape[1:]) != (size, size, 3):
-                raise ValueError(
-                    f"PLDT batch '{name}' has shape {shape}; expected {self._expected_shape()} "
-                    f"(config.image_size={size}), pixels in [-1, 1]"
-                )
-        source, target, unassociated = (
-            None if t is None else tf.cast(t, self.compute_dtype) for t in parts
-        )
-        checks = [
-            tf.debugging.assert_less_equal(
-                tf.reduce_max(tf.abs(tf.cast(t, tf.float32))),
-                1.0 + 1e-3,
-                message=f"PLDT batch '{name}' has pixels outside [-1, 1]; scale images "
-                "with x / 127.5 - 1",
-            )
-            for name, t in zip(_KEYS, (source, target, unassociated), strict=True)
-            if t is not None
-        ]
-        with tf.control_dependencies(checks):
-            source = tf.identity(source)
-        product = data.get("product") if isinstance(data, dict) else None
-        needs_ids = {
-            "hard_negatives": self.config.hard_negatives and unassociated is not None,
-            "pixel_contrast_bank": self.config.pixel_contrast_bank,
-        }
-        for name, needed in needs_ids.items():
-            if needed and product is None:
-                raise ValueError(
-                    f"{name} needs each batch's product ids: a 'product' int tensor [batch] "
-                    "(keras_pldt.data's pipelines provide it)"
-                )
-        if self.config.hard_negatives and unassociated is not None:
-            unassociated = self._hard_negatives(target, unassociated, product)
-        return source, target, unassociated
-
-    def _hard_negatives(self, target, unassociated, product):
-        """I_T^- of Eq. 5, a `hard_negatives` share of them replaced by the batch's target of
-        another product nearest to the row's own I_T (L2 of 8 x 8 mean-pooled images): pairs
-        D_A can only reject by the product's identity, not its colour or shape alone."""
-        size = self.config.image_size
-        pooled = tf.nn.avg_pool2d(tf.cast(target, tf.float32), size // 8, size // 8, "VALID")
-        distance = losses.pairwise_squared_distance(pooled, pooled)
-        product = losses.product_ids(product)
-        same = tf.equal(product[:, None], product[None, :])
-        nearest = tf.argmin(tf.where(same, tf.fill(tf.shape(distance), 3e38), distance), 1)
-        seed = tf.random.experimental.stateless_fold_in(self._step_seed(), -1)
-        draw = tf.random.stateless_uniform(tf.shape(product), seed) < self.config.hard_negatives
-        pick = draw & tf.logical_not(tf.reduce_all(same, 1))  # a row with another product
-        hard = tf.gather(target, nearest)
-        return tf.where(pick[:, None, None, None], hard, unassociated)
-
-    def _expected_shape(self):
-        s = self.config.image_size
-        return f"[batch, {s}, {s}, 3]"
-
     # ------------------------------------------------------------------ Algorithm 1
     def train_step(self, data):
         """Algorithm 1: generate, update D_R (Eq. 2), update D_A (Eq. 5), then the converter
-        against the updated discriminators (Eq. 6 and the config's extra terms)."""
-        source, target, unassociated = self._unpack(data)
-        product = data.get("product") if isinstance(data, dict) else None
-        self._diff_augment_calls = 0  # numbers this step's DiffAugment draws (at trace time)
-        source = self._augment_sources(source)
-        detach = not self.config.adversarial_encoder and self.config.uses_real_fake
-        tape, code = tf.GradientTape(persistent=detach), None
+        against the updated discriminators (`converter_objective`)."""
+        batch = self._unpack(data, training=True)
+        tape = tf.GradientTape()
         with tape:
-            if self.config.code_contrast_weight or detach:  # the same pass, its code kept
-                code = self.converter.get_layer("encoder")(source, training=True)
-                generated = self.converter.get_layer("decoder")(code, training=True)
-            else:
-                generated = self.converter(source, training=True)
+            generated = self.converter(batch.source, training=True)
         fake = tf.stop_gradient(generated)
-        logs, recorded = {}, None
+        real_fake = domain = None
         if self.real_fake_discriminator is not None:
-            logs["real_fake"] = self._update(
-                "real_fake_discriminator", lambda: self._real_fake_terms(target, fake, True)
+            real_fake = self._update(
+                "real_fake_discriminator", lambda: self.real_fake_loss(batch, fake, True)
             )
         if self.domain_discriminator is not None:
-            logs["domain"] = self._update(
-                "domain_discriminator",
-                lambda: self._domain_terms(source, target, unassociated, fake, True),
+            domain = self._update(
+                "domain_discriminator", lambda: self.domain_loss(batch, fake, True)
             )
-            recorded = logs["domain"][2]
-        logs["converter"] = self._update(
+        converter = self._update(
             "converter",
-            lambda: self._converter_objective(
-                source, target, generated, True, unassociated, code, product, recorded
-            ),
+            lambda: self.converter_objective(batch, generated, True, domain and domain.record),
             tape,
-            self._decoder_only_terms() if detach else None,
         )
-        if self.contrast_bank is not None:
-            self.contrast_bank.push(target, product)
-        self._update_ema()
-        return self._track(generated, target, **logs)
+        return self._track(generated, batch.target, converter, real_fake, domain)
 
-    def _update(self, network: str, loss_fn, tape: tf.GradientTape | None = None, part=None):
-        """One optimizer step of `network` on the first output of `loss_fn()`, recorded on
-        `tape` (a new one by default); returns `loss_fn()`'s outputs.
+    def test_step(self, data):
+        """The same losses and accuracies in inference mode, plus RMSE to the target in [0, 1]."""
+        batch = self._unpack(data, training=False)
+        generated = self.converter(batch.source, training=False)
+        real_fake = domain = None
+        if self.real_fake_discriminator is not None:
+            real_fake = self.real_fake_loss(batch, generated, False)
+        if self.domain_discriminator is not None:
+            domain = self.domain_loss(batch, generated, False)
+        converter = self.converter_objective(batch, generated, False, domain and domain.record)
+        return self._track(generated, batch.target, converter, real_fake, domain)
 
-        Every network's update goes through here, so the loss is always divided by the
-        replicas (the optimizer sums their gradients) and scaled by the optimizer's loss
-        scale (`LossScaleOptimizer` divides the gradients by it; a no-op otherwise).
-        `part = (part_fn, variables)`: the share `part_fn(outputs)` of the loss moves only
-        those variables (a persistent `tape`; `adversarial_encoder=False`).
-        """
+    def _update(self, network: str, loss_fn, tape: tf.GradientTape | None = None) -> Outcome:
+        """One optimizer step of `network` on `loss_fn().loss`, recorded on `tape` (a new one
+        by default). Every update goes through here: the loss is divided by the replicas (the
+        optimizer sums their gradients) and scaled by the optimizer's loss scale."""
         optimizer = self.optimizers[network]
         variables = self.networks[network].trainable_variables
-        tape = tape or tf.GradientTape()
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        scale = lambda loss: optimizer.scale_loss(loss / replicas if replicas > 1 else loss)  # noqa: E731
+        tape = tape or tf.GradientTape()
         with tape:
-            outputs = loss_fn()
-            share = None if part is None else part[0](outputs)
-            scaled = scale(outputs[0] if share is None else outputs[0] - share)
-            scaled_share = None if share is None else scale(share)  # on the tape, like `scaled`
+            outcome = loss_fn()
+            scaled = optimizer.scale_loss(outcome.loss / replicas if replicas > 1 else outcome.loss)
         grads = tape.gradient(scaled, variables)
-        if part is not None:
-            part_grads = tape.gradient(scaled_share, part[1])
-            only = {id(v): g for v, g in zip(part[1], part_grads, strict=True)}
-            grads = [_add(g, only.get(id(v))) for v, g in zip(variables, grads, strict=True)]
         optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return outputs
+        return outcome
 
-    def _decoder_only_terms(self):
-        """(the weighted sum of the objective's discriminator terms, the decoder's variables):
-        with `adversarial_encoder=False` those terms' gradients stop at the code, so the
-        encoder learns from the pixel terms alone and the decoder from all of them."""
-        weights = {t.name: t.weight for t in self.terms if t.name in losses.DISCRIMINATOR_TERMS}
+    def converter_objective(self, batch: Batch, generated, training: bool,
+                            domain: DomainRecord | None = None) -> Outcome:  # fmt: skip
+        """The converter's loss as the named, weighted sum `loss_weights`: Eq. 6's adversarial
+        halves against the discriminators as their updates left them (spectral norm held),
+        then the pixel terms. `domain`: D_A's update, as `domain_loss` records it."""
+        weights, target, values = self.loss_weights, batch.target, {}
+        with spectral_norm_held(self.real_fake_discriminator, self.domain_discriminator):
+            if self.real_fake_discriminator is not None:
+                fake = self._augment(generated, training, _VIEW_D_R)
+                logits = self.real_fake_discriminator(fake, training=training)
+                values["adversarial_real_fake"] = losses.converter_adversarial_term(logits)
+            if self.domain_discriminator is not None:
+                logits, features = self._domain_view(batch.source, generated, training, domain)
+                values["adversarial_domain"] = losses.converter_adversarial_term(logits)
+                if "feature_matching" in weights:
+                    real = domain.real_features
+                    values["feature_matching"] = losses.feature_matching(real, features)
+        if "mse" in weights:
+            values["mse"] = losses.pixel_mse(generated, target)
+        if "l1" in weights:
+            values["l1"] = losses.pixel_l1(generated, target)
+        if "ssim" in weights:
+            values["ssim"] = losses.ssim_loss(generated, target)
+        if "pixel_contrast" in weights:
+            values["pixel_contrast"] = losses.pixel_contrast(generated, target, batch.product)
+        loss = tf.add_n([weight * values[name] for name, weight in weights.items()])
+        return Outcome(loss, terms=values)
 
-        def part(outputs):
-            return tf.add_n([w * outputs[1][name] for name, w in weights.items()])
+    def real_fake_loss(self, batch: Batch, generated, training: bool) -> Outcome:
+        """Eq. 2: D_R's loss and accuracy on the real targets and the generated images."""
+        real, fake = discriminate(
+            self.real_fake_discriminator,
+            [self._augment(batch.target, training, _D_R_REAL),
+             self._augment(generated, training, _D_R_FAKE)],
+            training,
+            fuse=self.fuse_discriminator_calls,
+        )  # fmt: skip
+        accuracy = 0.5 * (losses.accuracy(real, True) + losses.accuracy(fake, False))
+        return Outcome(losses.real_fake_loss(real, fake), accuracy)
 
-        return part, self.converter.get_layer("decoder").trainable_variables
+    def domain_loss(self, batch: Batch, generated, training: bool) -> Outcome:
+        """Eq. 5: D_A's loss and accuracy on (I_S, I_T), (I_S, I_T^-) where the variant uses it,
+        and (I_S, generated); its `DomainRecord` for the converter's view."""
+        pair = lambda image, stream: self._augment(_pair(batch.source, image), training, stream)
+        pairs = [pair(batch.target, _D_A_ASSOCIATED)]
+        if self.config.variant == "rf+dd":
+            pairs.append(pair(batch.unassociated, _D_A_UNASSOCIATED))
+        pairs.append(pair(generated, _D_A_FAKE))
+        joint = self.config.joint_domain_batch
+        statistics = {} if joint and training else None
+        network = self._domain_taps or self.domain_discriminator
+        with _statistics(self.domain_discriminator, statistics, "record"):
+            outputs = discriminate(network, pairs, training, joint, self.fuse_discriminator_calls)
+        real_features = None
+        if self._domain_taps is not None:
+            real_features = [tf.stop_gradient(f) for f in outputs[0][:-1]]
+            outputs = [taps[-1] for taps in outputs]
+        associated, *negative, fake = outputs
+        labelled = [(associated, True), *((logits, False) for logits in negative), (fake, False)]
+        accuracy = tf.add_n([losses.accuracy(x, label) for x, label in labelled]) / len(labelled)
+        loss = losses.domain_loss(associated, negative[0] if negative else None, fake)
+        return Outcome(loss, accuracy, record=DomainRecord(statistics, real_features))
 
-    def _pair(self, source, target):
-        """D_A's input: source and target stacked on channels (Table 1a, 6 channels)."""
-        return tf.concat([source, tf.cast(target, source.dtype)], axis=-1)
+    def _domain_view(self, source, generated, training: bool, domain: DomainRecord | None):
+        """(D_A's logits, its features or None) of the generated pairs alone; with recorded
+        statistics (`joint_domain_batch`) batch norm normalises with those of D_A's update."""
+        pair = self._augment(_pair(source, generated), training, _VIEW_D_A)
+        network = self._domain_taps or self.domain_discriminator
+        statistics = domain.statistics if domain is not None else None
+        with _statistics(self.domain_discriminator, statistics, "replay"):
+            outputs = network(pair, training=training)
+        if self._domain_taps is None:
+            return outputs, None
+        return outputs[-1], outputs[:-1]
 
-    def _augment_sources(self, source):
-        """Random views of the converter's training sources (`source_augment`)."""
-        if not self.config.source_augment:
-            return source
-        return augment_sources(source, self.config.source_augment, self._step_seed())
+    # ------------------------------------------------------------------ helpers of the step
+    def _unpack(self, data, training: bool) -> Batch:
+        """The step's `Batch`; in training, random views of its sources (`source_augment`)."""
+        needs = self.config.variant == "rf+dd"
+        batch = unpack_batch(data, self.config.image_size, self.compute_dtype, needs)
+        if not (training and self.config.source_augment):
+            return batch
+        seed = step_seed(self.config.seed, self.converter_optimizer.iterations)
+        return batch._replace(
+            source=augment_sources(batch.source, self.config.source_augment, seed)
+        )
 
-    def _augment(self, images, training: bool):
-        """DiffAugment of a discriminator input in training (identity when the policy is empty).
-
-        The k-th call of a training step draws from (the step's seed, k): a resumed run
-        repeats the transformations of an uninterrupted one.
-        """
-        if training and self.config.diff_augment:
-            self._diff_augment_calls += 1
-            seed = tf.random.experimental.stateless_fold_in(
-                self._step_seed(), self._diff_augment_calls
-            )
-            return diff_augment(images, self.config.diff_augment, seed)
-        return images
+    def _augment(self, images, training: bool, stream: int):
+        """DiffAugment of a discriminator input in training (identity when the policy is empty),
+        drawn from (the step's seed, `stream`)."""
+        if not (training and self.config.diff_augment):
+            return images
+        seed = tf.random.experimental.stateless_fold_in(
+            step_seed(self.config.seed, self.converter_optimizer.iterations), stream
+        )
+        return diff_augment(images, self.config.diff_augment, seed)
 
     @property
     def fuse_discriminator_calls(self) -> bool:
-        """Whether a discriminator's inputs of one update go through it as one batch.
-
-        The sub-batches are stacked on the batch axis and batch norm normalises each apart
-        (`batch_norm_groups`), so the losses, gradients and moving statistics are those of
-        separate calls in order (the paper's math), with fewer, larger convolutions; spectral
-        norm then makes one power iteration per update instead of one per call. Off with
-        synchronised multi-replica batch norm.
-        """
+        """Whether a discriminator's inputs of one update go through it as one call
+        (`discriminate`); by default off with synchronised multi-replica batch norm."""
         if self._fuse is None:
             return tf.distribute.get_strategy().num_replicas_in_sync == 1
         return self._fuse
@@ -422,155 +368,16 @@ class PLDT(keras.Model):
     def fuse_discriminator_calls(self, value: bool | None) -> None:
         self._fuse = value
 
-    def _discriminate(self, discriminator, inputs, training: bool, joint: bool = False):
-        """Outputs of `discriminator` for each batch in `inputs`: as separate calls would
-        give, or with `joint` as one batch (batch norm's statistics over all of them)."""
-        if len(inputs) == 1 or not (joint or self.fuse_discriminator_calls):
-            return [discriminator(x, training=training) for x in inputs]
-        stacked = tf.concat([tf.cast(x, discriminator.compute_dtype) for x in inputs], 0)
-        if joint:
-            outputs = discriminator(stacked, training=training)
-        else:
-            with batch_norm_groups(discriminator, len(inputs)):
-                outputs = discriminator(stacked, training=training)
-        if isinstance(outputs, (list, tuple)):  # D_A's feature taps and logits
-            parts = [tf.split(o, len(inputs)) for o in outputs]
-            return [list(x) for x in zip(*parts, strict=True)]
-        return tf.split(outputs, len(inputs), axis=0)
-
-    def _real_fake_terms(self, target, generated, training: bool):
-        """Eq. 2 on one batch: (D_R loss, D_R accuracy) for real targets and generated images."""
-        d_r, kind = self.real_fake_discriminator, self.config.adversarial_loss
-        real_in = self._augment(target, training)
-        real, fake = self._discriminate(
-            d_r, [real_in, self._augment(generated, training)], training
-        )
-        accuracy = 0.5 * (losses.accuracy(real, True) + losses.accuracy(fake, False))
-        loss = losses.real_fake_loss(real, fake, kind)
-        if training and self.config.r1_weight:
-            loss += self.config.r1_weight * losses.r1_penalty(d_r, real_in)
-        return loss, accuracy
-
-    def _domain_pairs(self, source, target, unassociated, generated, training: bool):
-        """D_A's inputs of one update (Eq. 5): (I_S, I_T), (I_S, I_T^-) if the variant uses
-        it, (I_S, generated), each DiffAugmented in training."""
-        pair = lambda image: self._augment(self._pair(source, image), training)  # noqa: E731
-        inputs = [pair(target)]
-        if self.config.variant == "rf+dd" and unassociated is not None:
-            inputs.append(pair(unassociated))
-        return [*inputs, pair(generated)]
-
-    def _domain_terms(self, source, target, unassociated, generated, training: bool):
-        """Eq. 5 on one batch: (D_A loss, D_A accuracy, recorded) over the pairings the variant
-        uses. `recorded` is None, or in training with `recorded_domain_statistics` the
-        converter's view of this update: (D_A's batch statistics by layer, its feature taps
-        and logits on (I_S, I_T), or None without feature matching)."""
-        d_a, kind = self.domain_discriminator, self.config.adversarial_loss
-        inputs = self._domain_pairs(source, target, unassociated, generated, training)
-        joint = self.config.joint_domain_batch
-        if training and self.config.recorded_domain_statistics:
-            network = d_a if self._domain_features is None else self._domain_features
-            with batch_norm_statistics(d_a, {}, "record") as statistics:
-                outputs = self._discriminate(network, inputs, training, joint)
-            real_features = None
-            if self._domain_features is not None:
-                real_features = [tf.stop_gradient(f) for f in outputs[0]]
-                outputs = [o[-1] for o in outputs]
-            recorded = (statistics, real_features)
-        else:
-            outputs, recorded = self._discriminate(d_a, inputs, training, joint), None
-        associated, *negative, fake = outputs
-        negative = negative[0] if negative else None
-        hits = [losses.accuracy(associated, True), losses.accuracy(fake, False)]
-        if negative is not None:
-            hits.append(losses.accuracy(negative, False))
-        accuracy = tf.add_n(hits) / len(hits)
-        loss = losses.domain_loss(associated, negative, fake, kind)
-        if training and self.config.r1_weight:
-            loss += self.config.r1_weight * losses.r1_penalty(d_a, inputs[0])
-        return loss, accuracy, recorded
-
-    def _converter_objective(
-        self,
-        source,
-        target,
-        generated,
-        training,
-        unassociated=None,
-        code=None,
-        product=None,
-        recorded=None,
-    ):
-        """(the converter's loss, {term: value}): the weighted sum of `self.terms`
-        (`losses.converter_terms`: Eq. 6 and the config's extra terms). `recorded`: D_A's
-        update as `_domain_terms` records it. The discriminators are read as their updates left
-        them (`spectral_norm_held`: spectral norm iterates once per update of each)."""
-        views = losses.ConverterViews(
-            self, source, target, generated, training, unassociated, code, product, recorded
-        )
-        with spectral_norm_held(self.real_fake_discriminator, self.domain_discriminator):
-            values = {term.name: term.fn(views) for term in self.terms}
-        loss = tf.add_n([term.weight * values[term.name] for term in self.terms])
-        return loss, values
-
-    def _step_seed(self):
-        """A `[2]` seed from the run's seed, the step and the replica: random draws that a
-        resumed run repeats exactly."""
-        replica = tf.distribute.get_replica_context()
-        replica_id = replica.replica_id_in_sync_group if replica is not None else 0
-        step = tf.cast(self.converter_optimizer.iterations, tf.int64)
-        stream = step * 1024 + tf.cast(replica_id, tf.int64)
-        return tf.stack([tf.constant(self.config.seed, tf.int64), stream])
-
-    def _update_ema(self):
-        """ema <- decay * ema + (1 - decay) * w for the converter's weights (BN statistics too),
-        when `ema_decay` is on."""
-        if not self._ema_weights:
-            return
-        decay = self.config.ema_decay
-        for ema, w in zip(self._ema_weights, self.converter.weights, strict=True):
-            ema.assign(decay * ema + (1.0 - decay) * tf.cast(w, ema.dtype))
-
-    def ema_converter(self) -> keras.Model:
-        """The converter for evaluation, saving and export: the moving-average weights when EMA
-        is on, in plain Keras layers (so `converter.keras` loads without keras_pldt)."""
-        if not self._ema_weights and not self.config.subpixel_convs:
-            return self.converter
-        weights = self._ema_weights or self.converter.weights
-        clone = build_converter(self.config.replace(subpixel_convs=False))
-        clone.set_weights([keras.ops.convert_to_numpy(w) for w in weights])
-        return clone
-
-    def test_step(self, data):
-        """The same losses and accuracies in inference mode, plus RMSE to the target in [0, 1]."""
-        source, target, unassociated = self._unpack(data)
-        product = data.get("product") if isinstance(data, dict) else None
-        generated = self.converter(source, training=False)
-        logs = {
-            "converter": self._converter_objective(
-                source, target, generated, False, unassociated, None, product
-            )
-        }
-        if self.real_fake_discriminator is not None:
-            logs["real_fake"] = self._real_fake_terms(target, generated, training=False)
-        if self.domain_discriminator is not None:
-            logs["domain"] = self._domain_terms(source, target, unassociated, generated, False)
-        return self._track(generated, target, **logs)
-
-    def _track(self, generated, target, converter, real_fake=None, domain=None):
-        """Update the Mean trackers: `converter` is (loss, {term: value}), `real_fake` and
-        `domain` are (loss, accuracy) or None."""
-        loss, values = converter
-        self.converter_loss_tracker.update_state(loss)
+    def _track(self, generated, target, converter: Outcome, real_fake: Outcome | None,
+               domain: Outcome | None):  # fmt: skip
+        """Update the trackers with the step's values and return their results."""
+        values = {"converter_loss": converter.loss, "rmse": _rmse01(generated, target)}
+        values.update({f"converter_{name}": value for name, value in converter.terms.items()})
+        for network, outcome in (("real_fake", real_fake), ("domain", domain)):
+            if outcome is not None:
+                values[f"{network}_loss"], values[f"{network}_accuracy"] = outcome[:2]
         for name, value in values.items():
-            self.term_trackers[name].update_state(value)
-        self.rmse_tracker.update_state(_rmse01(generated, target))
-        if real_fake is not None:
-            self.real_fake_loss_tracker.update_state(real_fake[0])
-            self.real_fake_accuracy_tracker.update_state(real_fake[1])
-        if domain is not None:
-            self.domain_loss_tracker.update_state(domain[0])
-            self.domain_accuracy_tracker.update_state(domain[1])
+            self.trackers[name].update_state(value)
         logs = {m.name: m.result() for m in self.metrics}
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras reduces multi-worker step outputs with `reduce(MEAN, axis=0)`, which
@@ -586,9 +393,48 @@ class PLDT(keras.Model):
         return self.converter(data, training=False)
 
 
-def _add(a, b):
-    """a + b for gradients where either may be None (a variable the loss does not reach)."""
-    return b if a is None else a if b is None else a + b
+def _finite_cardinality(data) -> int | None:
+    """The number of batches of a finite `tf.data.Dataset`, else None."""
+    if not isinstance(data, tf.data.Dataset):
+        return None
+    cardinality = int(data.cardinality())
+    return cardinality if cardinality > 0 else None
+
+
+def _pair(source, target):
+    """D_A's input: source and target stacked on channels (Table 1a, 6 channels)."""
+    return tf.concat([source, tf.cast(target, source.dtype)], axis=-1)
+
+
+def _statistics(discriminator, statistics: dict | None, mode: str):
+    """`batch_norm_statistics(discriminator, statistics, mode)`, or nothing for None."""
+    if statistics is None:
+        return contextlib.nullcontext()
+    return batch_norm_statistics(discriminator, statistics, mode)
+
+
+def discriminate(discriminator, inputs, training: bool, joint: bool = False, fuse: bool = True):
+    """Outputs of `discriminator` for each batch in `inputs`: those of separate calls, made as
+    one call when `fuse` (batch norm normalising each batch apart, `batch_norm_groups`), or
+    with `joint` those of one batch (batch norm's statistics over all of them)."""
+    if len(inputs) == 1 or not (joint or fuse):
+        return [discriminator(x, training=training) for x in inputs]
+    stacked = tf.concat([tf.cast(x, discriminator.compute_dtype) for x in inputs], 0)
+    with contextlib.nullcontext() if joint else batch_norm_groups(discriminator, len(inputs)):
+        outputs = discriminator(stacked, training=training)
+    if isinstance(outputs, (list, tuple)):  # D_A's feature taps and logits
+        parts = [tf.split(o, len(inputs)) for o in outputs]
+        return [list(x) for x in zip(*parts, strict=True)]
+    return tf.split(outputs, len(inputs), axis=0)
+
+
+def step_seed(seed: int, step):
+    """A `[2]` seed from the run's seed, the training step and the replica: random draws that
+    a resumed run repeats exactly."""
+    replica = tf.distribute.get_replica_context()
+    replica_id = replica.replica_id_in_sync_group if replica is not None else 0
+    stream = tf.cast(step, tf.int64) * 1024 + tf.cast(replica_id, tf.int64)
+    return tf.stack([tf.constant(seed, tf.int64), stream])
 
 
 def _rmse01(generated, target):

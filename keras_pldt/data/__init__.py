@@ -48,6 +48,7 @@ _LAZY = {
         "pipeline",
     ),
     **dict.fromkeys(("Issue", "Report", "check_image", "verify_dataset"), "verify"),
+    **dict.fromkeys(("Batch", "unpack_batch"), "batch"),
 }
 
 
