@@ -13,18 +13,18 @@ import numpy as np
 import tensorflow as tf
 
 from keras_pldt.config import PLDTConfig
-from keras_pldt.run import RunFolder, atomic_write_bytes, write_history_csv
+from keras_pldt.run import RunFolder, atomic_write, write_history_csv
 from keras_pldt.schedule import PaperSchedule, learning_rate
 
 __all__ = [
     "EpochSummary", "NaNGuard", "PaperLearningRateSchedule", "RunCheckpoint", "SampleGrid",
-    "TensorBoard", "atomic_write_bytes", "read_state", "sample_grid", "write_history_csv",
+    "TensorBoard", "read_state", "sample_grid", "write_history_csv",
 ]  # fmt: skip
 
 
 class PaperLearningRateSchedule(keras.callbacks.Callback):
     """Sec. 5.2 for every network's optimizer: the config's rate for `epochs` epochs, then the
-    decayed rate (`schedule.learning_rate`: the discriminators' times their multiplier).
+    decayed rate (`schedule.learning_rate`).
 
     Optimizers built by `make_optimizer` carry the schedule already (`PaperSchedule`, which
     `PLDT.fit` sets up); this callback drives optimizers with a plain rate, such as a user's
@@ -107,7 +107,7 @@ class SampleGrid(keras.callbacks.Callback):
         generated = self.model.converter(self.source, training=False).numpy()
         grid = sample_grid(self.source, generated, self.target)
         self.sample_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.sample_dir / f"epoch_{epoch + 1:03d}.png", encode_png(grid))
+        atomic_write(self.sample_dir / f"epoch_{epoch + 1:03d}.png", encode_png(grid))
         if self.log_dir is not None:
             if self._writer is None:
                 self._writer = tf.summary.create_file_writer(str(self.log_dir / "samples"))
@@ -182,6 +182,30 @@ class RunCheckpoint(keras.callbacks.Callback):
 def read_state(run_dir) -> dict | None:
     """The checkpoint state of a run (last completed epoch, weights file), or None."""
     return RunFolder(run_dir).state()
+
+
+class Progress(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar with what a person watches: the converter's loss, D_R's and D_A's
+    losses and RMSE (validation too). Every logged value stays in `history.csv` and
+    TensorBoard."""
+
+    SHOWN = ("converter_loss", "real_fake_loss", "domain_loss", "rmse")
+
+    def _shown(self, logs):
+        keep = {*self.SHOWN, *(f"val_{name}" for name in self.SHOWN)}
+        return {k: v for k, v in (logs or {}).items() if k in keep}
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, self._shown(logs))
+
+    def on_test_batch_end(self, batch, logs=None):
+        super().on_test_batch_end(batch, self._shown(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, self._shown(logs))
+
+    def on_test_end(self, logs=None):
+        super().on_test_end(self._shown(logs))
 
 
 class EpochSummary(keras.callbacks.Callback):

@@ -1,5 +1,5 @@
 """The paper's learning-rate schedule (Sec. 5.2): the base rate for `epochs` epochs, then the
-decayed rate for `decay_epochs`; the discriminators' rates times `discriminator_lr_multiplier`.
+decayed rate for `decay_epochs`, for each network's optimizer.
 
 `learning_rate(config, epoch, network)` is the one rule. `PaperSchedule` attaches it to an
 optimizer as a `keras.optimizers.schedules.LearningRateSchedule` of the step, so a plain
@@ -16,9 +16,8 @@ from keras_pldt.config import PLDTConfig
 
 
 def learning_rate(config: PLDTConfig, epoch: int, network: str = "converter") -> float:
-    """The rate of `network`'s optimizer in (0-based) `epoch`."""
-    rate = config.learning_rate if epoch < config.epochs else config.decay_learning_rate
-    return rate if network == "converter" else rate * config.discriminator_lr_multiplier
+    """The rate of `network`'s optimizer in (0-based) `epoch` (the same for every network)."""
+    return config.learning_rate if epoch < config.epochs else config.decay_learning_rate
 
 
 @keras.saving.register_keras_serializable(package="keras_pldt")

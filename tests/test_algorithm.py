@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 from toy import toy_arrays, toy_dataset
 
-from keras_pldt import losses
 from keras_pldt.config import PLDTConfig, get_preset
-from keras_pldt.model import PLDT
+from keras_pldt.data.batch import Batch
+from keras_pldt.model import PLDT, converter_loss_weights
 from keras_pldt.schedule import PaperSchedule
 
 TINY = dict(image_size=32, base_filters=4, batch_size=8)
@@ -24,6 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def batch(n=8, seed=0):
     return {k: tf.constant(v) for k, v in toy_arrays(n, 32, seed).items()}
+
+
+def as_batch(data) -> Batch:
+    return Batch(data["source"], data["target"], data["unassociated"], data.get("product"))
 
 
 def copy_weights(src: PLDT, dst: PLDT) -> None:
@@ -62,7 +66,8 @@ def sgd_compile(model: PLDT, scaled: bool) -> None:
     [
         TINY,
         {**TINY, "feature_matching_weight": 1.0},
-        {**TINY, "reconstruction_weight": 10.0, "adversarial_encoder": False},
+        {**TINY, "joint_domain_batch": True, "feature_matching_weight": 1.0},
+        get_preset("robust", **TINY).to_dict(),
     ],
 )
 def test_loss_scaling_leaves_every_update_unchanged(config):
@@ -154,60 +159,61 @@ def test_two_replicas_update_like_one():
         assert relative_error(one, two) < 0.05, name
 
 
-def test_adversarial_encoder_off_trains_the_encoder_on_the_pixel_terms_alone():
-    # SGD(0.1): the encoder's update must be -0.1 x the gradient of the L1 term alone, while
-    # the decoder still follows D_R, D_A and feature matching. With the switch on (the same
-    # weights and batch) the encoder's update differs from that: the check can fail.
-    config = {**TINY, "reconstruction_weight": 10.0, "feature_matching_weight": 1.0}
+def test_eq6_weights_are_one_half_each_and_the_recipe_adds_its_terms():
+    """Eq. 6: 1/2 D_R term + 1/2 D_A term; D_R's alone (weight 1) for C+RF; C+MSE the MSE."""
+    assert converter_loss_weights(PLDTConfig()) == {
+        "adversarial_real_fake": 0.5,
+        "adversarial_domain": 0.5,
+    }
+    assert converter_loss_weights(PLDTConfig(variant="rf+dd-neg")) == {
+        "adversarial_real_fake": 0.5,
+        "adversarial_domain": 0.5,
+    }
+    assert converter_loss_weights(PLDTConfig(variant="rf")) == {"adversarial_real_fake": 1.0}
+    assert converter_loss_weights(PLDTConfig(variant="mse")) == {"mse": 1.0}
+    assert converter_loss_weights(get_preset("robust")) == {
+        "adversarial_real_fake": 0.5,
+        "adversarial_domain": 0.5,
+        "l1": 100.0,
+        "ssim": 30.0,
+        "feature_matching": 10.0,
+        "pixel_contrast": 10.0,
+    }
+
+
+def np_bce_to_one(logits) -> float:
+    """Eq. 6's non-saturating term written out: mean of -log(sigmoid(logits))."""
+    logits = np.asarray(logits, np.float64)
+    return float(np.mean(np.log1p(np.exp(-logits))))
+
+
+def test_eq6_objective_is_half_each_adversarial_term_on_the_discriminators_logits():
+    """The paper's converter loss equals 0.5 BCE(D_R(C(I_S)), 1) + 0.5 BCE(D_A(I_S, C(I_S)), 1),
+    with the logits computed here from the networks themselves."""
     keras.utils.set_random_seed(0)
-    detached = PLDT(PLDTConfig(**config, adversarial_encoder=False))
-    joined = PLDT(PLDTConfig(**config))
-    copy_weights(detached, joined)
+    model = PLDT(PLDTConfig(**TINY))
+    model.compile()
     data = batch()
-    source, target, _ = detached._unpack(data)
-    converter = detached.converter
-    with tf.GradientTape() as tape:
-        pixel_only = 10.0 * losses.pixel_l1(converter(source, training=True), target)
-    parts = {name: converter.get_layer(name).trainable_variables for name in ("encoder", "decoder")}
-    grads = tape.gradient(pixel_only, parts)
-    expected = {name: [-0.1 * g.numpy() for g in gs] for name, gs in grads.items()}
-    got = {}
-    for model in (detached, joined):
-        sgd_compile(model, False)
-        before = {n: [v.numpy().copy() for v in vs] for n, vs in parts.items()}
-        model.train_step(data)
-        got[model] = {
-            n: [v.numpy() - b for v, b in zip(model.converter.get_layer(n).trainable_variables,
-                                              before[n], strict=True)]
-            for n in parts
-        }  # fmt: skip
-    assert relative_error(expected["encoder"], got[detached]["encoder"]) < 1e-3
-    assert relative_error(expected["decoder"], got[detached]["decoder"]) > 0.01
-    assert relative_error(expected["encoder"], got[joined]["encoder"]) > 0.01
+    source = data["source"]
+    generated = model.converter(source, training=False)
+    d_r = model.real_fake_discriminator(generated, training=False).numpy()
+    pair = tf.concat([source, generated], -1)
+    d_a = model.domain_discriminator(pair, training=False).numpy()
+    expected = 0.5 * np_bce_to_one(d_r) + 0.5 * np_bce_to_one(d_a)
+    got = model.converter_objective(as_batch(data), generated, False)
+    # BCE of a handful of logits: a few float32 roundings of each.
+    assert float(got.loss) == pytest.approx(expected, rel=1e-5)
+    assert float(got.terms["adversarial_domain"]) == pytest.approx(np_bce_to_one(d_a), rel=1e-5)
 
 
-def test_converter_terms_are_named_weighted_and_logged():
+def test_converter_terms_are_logged_and_sum_to_the_loss():
     config = get_preset("robust", **TINY)
-    names = [t.name for t in losses.converter_terms(config)]
-    assert names == [
-        "adversarial_real_fake",
-        "adversarial_domain",
-        "l1",
-        "ssim",
-        "feature_matching",
-        "pixel_contrast",
-    ]
-    weights = {t.name: t.weight for t in losses.converter_terms(config)}
-    assert weights["l1"] == config.reconstruction_weight
-    assert weights["ssim"] == config.ssim_weight
-    assert weights["feature_matching"] == config.feature_matching_weight
-    assert weights["pixel_contrast"] == config.pixel_contrast_weight
+    weights = converter_loss_weights(config)
     model = PLDT(config)
     model.compile()
     logs = model.train_step(batch())
-    total = sum(weights[n] * float(logs[f"converter_{n}"]) for n in names)
+    total = sum(weights[n] * float(logs[f"converter_{n}"]) for n in weights)
     assert float(logs["converter_loss"]) == pytest.approx(total, rel=1e-4)
-    assert [t.name for t in losses.converter_terms(PLDTConfig(variant="mse"))] == ["mse"]
 
 
 @pytest.mark.parametrize(
@@ -216,11 +222,9 @@ def test_converter_terms_are_named_weighted_and_logged():
         ({"variant": "mse", "spectral_norm": True}, "spectral_norm"),
         ({"variant": "mse", "diff_augment": "cutout"}, "diff_augment"),
         ({"variant": "rf", "feature_matching_weight": 1.0}, "feature_matching_weight"),
-        ({"reconstruction_lowpass": 4}, "reconstruction_lowpass"),
+        ({"variant": "rf", "joint_domain_batch": True}, "joint_domain_batch"),
         ({"decay_learning_rate": 1e-3}, "decay_learning_rate"),
         ({"learning_rate": -1.0}, "learning_rate"),
-        ({"variant": "mse", "adversarial_encoder": False}, "adversarial_encoder"),
-        ({"adversarial_encoder": False}, "adversarial_encoder"),  # no term left for the encoder
     ],
 )
 def test_validate_refuses_switches_that_would_be_ignored(changes, field):
@@ -243,7 +247,7 @@ def test_with_variant_resets_the_switches_a_variant_cannot_use():
 
 def test_default_optimizers_follow_the_paper_schedule():
     # compile() with no optimizers; fit(steps_per_epoch=N) decays every rate after `epochs`.
-    config = PLDTConfig(**TINY, epochs=1, decay_epochs=1, discriminator_lr_multiplier=2.0)
+    config = PLDTConfig(**TINY, epochs=1, decay_epochs=1)
     model = PLDT(config)
     model.compile()
     rate = lambda opt: float(keras.ops.convert_to_numpy(opt.learning_rate))  # noqa: E731
@@ -254,11 +258,13 @@ def test_default_optimizers_follow_the_paper_schedule():
     model.fit(toy_dataset(16, 32, 8), steps_per_epoch=2, epochs=3, verbose=0, callbacks=[record])
     lr, decayed = config.learning_rate, config.decay_learning_rate
     assert seen[0]["converter"] == pytest.approx(decayed)  # after epoch 1's 2 steps: decayed
-    assert seen[0]["domain_discriminator"] == pytest.approx(2 * decayed)
+    assert seen[0]["domain_discriminator"] == pytest.approx(decayed)
+    assert seen[0]["real_fake_discriminator"] == pytest.approx(decayed)
     fresh = PLDT(config)
     fresh.compile()
     assert rate(fresh.converter_optimizer) == pytest.approx(lr)
-    assert isinstance(fresh.converter_optimizer._learning_rate, PaperSchedule)
+    assert all(isinstance(s, PaperSchedule) for s in fresh._schedules)
+    assert len(fresh._schedules) == 3
 
 
 def test_a_users_own_optimizer_is_left_as_given():

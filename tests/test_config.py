@@ -32,7 +32,6 @@ def test_robust_preset_keeps_the_paper_and_adds_switches():
         "diff_augment",
         "feature_matching_weight",
         "joint_domain_batch",
-        "recorded_domain_statistics",
         "upsampling",
         "source_augment",
         "learning_rate",
@@ -55,7 +54,8 @@ def test_demo_preset_is_small():
     [
         {"image_size": 48},
         {"variant": "gan"},
-        {"adversarial_loss": "wasserstein"},
+        {"upsampling": "bilinear"},
+        {"ssim_weight": -1.0},
         {"precision": "float8"},
         {"epochs": 0, "decay_epochs": 0},
         {"diff_augment": "color,blur"},
@@ -80,26 +80,61 @@ def test_groups_cover_every_field_once():
     assert "precision" not in PLDTConfig().identity() and "variant" in PLDTConfig().identity()
 
 
+def test_every_field_is_used_by_the_paper_a_table2_method_or_the_recipe():
+    """At most 32 fields; each objective or discriminator switch is set by a preset or is a
+    Table 2 method's `variant`."""
+    import dataclasses
+
+    from keras_pldt.config import GROUPS
+
+    assert len(dataclasses.fields(PLDTConfig)) <= 32
+    preset_fields = {name for preset in PRESETS.values() for name in preset}
+    switches = {*GROUPS["objective"], *GROUPS["discriminators"], *GROUPS["augmentation"]}
+    assert switches - {"variant"} <= preset_fields
+
+
+@pytest.mark.parametrize(
+    "retired, value",
+    [("hard_negatives", 0.5), ("ema_decay", 0.99), ("adversarial_loss", "hinge"),
+     ("domain_projection", True)],
+)  # fmt: skip
+def test_a_retired_experiment_switch_is_refused_in_one_line(retired, value, tmp_path):
+    """An old config.json that sets a switch keras_pldt does not ship is refused naming it; one
+    at the value the package computes loads."""
+    saved = {**PLDTConfig().to_dict(), retired: value}
+    with pytest.raises(ValueError, match=f"{retired}=.* no longer ships") as error:
+        PLDTConfig.from_dict(saved)
+    assert "\n" not in str(error.value)
+    from keras_pldt.config import RETIRED
+
+    assert PLDTConfig.from_dict({**saved, retired: RETIRED[retired]}) == PLDTConfig()
+    with pytest.raises(ValueError, match=retired):
+        get_preset("robust", **{retired: value})
+
+
+def test_recorded_statistics_of_old_runs_load_only_where_the_joint_batch_implies_them():
+    robust = get_preset("robust").to_dict()
+    assert PLDTConfig.from_dict({**robust, "recorded_domain_statistics": True}).joint_domain_batch
+    assert PLDTConfig.from_dict({**PLDTConfig().to_dict(), "recorded_domain_statistics": False})
+    with pytest.raises(ValueError, match="recorded_domain_statistics=False"):
+        PLDTConfig.from_dict({**robust, "recorded_domain_statistics": False})
+
+
 @pytest.mark.parametrize("variant", ["rf", "mse"])
-def test_domain_projection_needs_a_domain_discriminator(variant):
-    with pytest.raises(ValueError, match="domain_projection=True would be ignored"):
-        PLDTConfig(variant=variant, domain_projection=True)
-    projected = PLDTConfig(domain_projection=True)
-    assert projected.with_variant(variant).domain_projection is False
-    assert projected.with_variant("rf+dd-neg").domain_projection is True
+def test_domain_switches_need_a_domain_discriminator(variant):
+    with pytest.raises(ValueError, match="joint_domain_batch=True would be ignored"):
+        PLDTConfig(variant=variant, joint_domain_batch=True)
+    robust = get_preset("robust")
+    assert robust.with_variant(variant).joint_domain_batch is False
+    assert robust.with_variant(variant).feature_matching_weight == 0.0
+    assert robust.with_variant("rf+dd-neg").joint_domain_batch is True
 
 
-def test_a_preset_switch_the_overrides_leave_unused_goes_back_to_its_default(monkeypatch):
-    """`--preset X --set joint_domain_batch=false` on a preset that records D_A's statistics
-    turns the recording off with it; setting both explicitly is still refused."""
-    recording = {**PRESETS["robust"], "recorded_domain_statistics": True}
-    monkeypatch.setitem(PRESETS, "recording", recording)
-    assert get_preset("recording").recorded_domain_statistics
-    per_pairing = get_preset("recording", joint_domain_batch=False)
-    assert (per_pairing.joint_domain_batch, per_pairing.recorded_domain_statistics) == (
-        False,
-        False,
-    )
-    assert get_preset("recording", variant="rf").feature_matching_weight == 0.0
-    with pytest.raises(ValueError, match="recorded_domain_statistics"):
-        get_preset("recording", joint_domain_batch=False, recorded_domain_statistics=True)
+def test_with_variant_mse_resets_the_pixel_terms_and_discriminator_switches():
+    mse = get_preset("robust").with_variant("mse")
+    assert (mse.reconstruction_weight, mse.ssim_weight, mse.pixel_contrast_weight) == (0, 0, 0)
+    assert (mse.spectral_norm, mse.diff_augment) == (False, "")
+    # what C+MSE shares with the recipe: decoder, source augmentation, rate
+    assert (mse.upsampling, mse.source_augment, mse.learning_rate) == ("resize", "flip,crop", 5e-4)
+    with pytest.raises(ValueError, match="spectral_norm=True would be ignored"):
+        get_preset("robust", variant="mse", spectral_norm=True)

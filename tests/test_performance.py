@@ -11,6 +11,7 @@ from toy import toy_arrays
 from keras_pldt import losses as L
 from keras_pldt import networks
 from keras_pldt.config import PLDTConfig
+from keras_pldt.data.batch import Batch
 from keras_pldt.model import PLDT
 from keras_pldt.networks import (
     GroupedBatchNormalization,
@@ -27,6 +28,10 @@ SUMMED = 8 * 16 * 16
 
 def batch(seed=0, n=8):
     return {k: tf.constant(v) for k, v in toy_arrays(n, 32, seed).items()}
+
+
+def as_batch(data) -> Batch:
+    return Batch(data["source"], data["target"], data["unassociated"], data.get("product"))
 
 
 def uniform(shape, seed):
@@ -223,33 +228,31 @@ def test_joint_domain_batch_normalises_the_pairings_together():
     data = batch()
     source, target, unassociated = data["source"], data["target"], data["unassociated"]
     generated = model.converter(source, training=False)
-    loss, *_ = model._domain_terms(source, target, unassociated, generated, True)
+    update = model.domain_loss(as_batch(data), generated, True)
     pairs = [tf.concat([source, image], -1) for image in (target, unassociated, generated)]
     logits = tf.split(model.domain_discriminator(tf.concat(pairs, 0), training=True), 3)
-    expected = L.domain_loss(*logits, cfg.adversarial_loss)
-    assert_close(float(loss), float(expected), sum_ulps(3 * SUMMED))
-    separate = L.domain_loss(
-        *[model.domain_discriminator(x, training=True) for x in pairs], cfg.adversarial_loss
-    )
+    expected = L.domain_loss(*logits)
+    assert_close(float(update.loss), float(expected), sum_ulps(3 * SUMMED))
+    separate = L.domain_loss(*[model.domain_discriminator(x, training=True) for x in pairs])
     assert abs(float(separate) - float(expected)) > tolerance(float(expected), sum_ulps(SUMMED))
-    _, terms = model._converter_objective(source, target, generated, True, unassociated)
-    view = L.converter_adversarial_term(logits[2], cfg.adversarial_loss)
+    terms = model.converter_objective(as_batch(data), generated, True, update.record).terms
+    view = L.converter_adversarial_term(logits[2])
     assert_close(float(terms["adversarial_domain"]), float(view), sum_ulps(3 * SUMMED))
 
 
 def test_recorded_domain_statistics_are_the_joint_batch_held_constant():
-    """`recorded_domain_statistics`: D_A's update records its joint batch statistics, and the
+    """`joint_domain_batch`: D_A's update records its joint batch statistics, and the
     converter's view of the generated pairs alone normalises with them as D_A in inference
     mode would with those as its moving statistics: the joint batch's logits for those pairs,
     gradients that do not flow through the statistics, and the moving statistics untouched."""
     keras.utils.set_random_seed(0)
-    cfg = PLDTConfig(**TINY, joint_domain_batch=True, recorded_domain_statistics=True)
+    cfg = PLDTConfig(**TINY, joint_domain_batch=True)
     model = PLDT(cfg)
     d_a = model.domain_discriminator
     data = batch()
     source, target, unassociated = data["source"], data["target"], data["unassociated"]
     generated = model.converter(source, training=False)
-    _, _, (statistics, real) = model._domain_terms(source, target, unassociated, generated, True)
+    statistics, real = model.domain_loss(as_batch(data), generated, True).record
     norms = [layer for layer in d_a.layers if isinstance(layer, GroupedBatchNormalization)]
     assert sorted(statistics) == sorted(layer.name for layer in norms) and real is None
     pairs = [tf.concat([source, image], -1) for image in (target, unassociated, generated)]
@@ -276,44 +279,32 @@ def test_recorded_domain_statistics_are_the_joint_batch_held_constant():
 @pytest.mark.parametrize("feature_matching", [0.0, 10.0])
 def test_converter_view_with_recorded_statistics(feature_matching):
     """The converter's adversarial D_A term and feature matching under
-    `recorded_domain_statistics` read the replayed generated pairs and the recorded
+    `joint_domain_batch` read the replayed generated pairs and the recorded
     (I_S, I_T) features, and their gradient reaches the converter."""
     keras.utils.set_random_seed(0)
-    cfg = PLDTConfig(
-        **TINY,
-        joint_domain_batch=True,
-        recorded_domain_statistics=True,
-        feature_matching_weight=feature_matching,
-    )
+    cfg = PLDTConfig(**TINY, joint_domain_batch=True, feature_matching_weight=feature_matching)
     model = PLDT(cfg)
     data = batch()
-    source, target, unassociated = data["source"], data["target"], data["unassociated"]
+    source = data["source"]
     generated = model.converter(source, training=False)
-    _, _, recorded = model._domain_terms(source, target, unassociated, generated, True)
-    assert (recorded[1] is None) == (not feature_matching)
+    recorded = model.domain_loss(as_batch(data), generated, True).record
+    assert (recorded.real_features is None) == (not feature_matching)
     d_a = model.domain_discriminator
     with tf.GradientTape() as tape:
         generated = model.converter(source, training=True)
-        _, terms = model._converter_objective(
-            source, target, generated, True, unassociated, recorded=recorded
-        )
+        terms = model.converter_objective(as_batch(data), generated, True, recorded).terms
         view = terms["adversarial_domain"]
     grads = tape.gradient(view, model.converter.trainable_variables)
     assert all(g is not None for g in grads) and float(tf.linalg.global_norm(grads)) > 0
     fake_pair = tf.concat([source, generated], -1)
-    with networks.batch_norm_statistics(d_a, recorded[0], "replay"):
-        expected = L.converter_adversarial_term(d_a(fake_pair, training=True), "bce")
+    with networks.batch_norm_statistics(d_a, recorded.statistics, "replay"):
+        expected = L.converter_adversarial_term(d_a(fake_pair, training=True))
     assert_close(float(view), float(expected), sum_ulps(SUMMED))
     if feature_matching:
-        with networks.batch_norm_statistics(d_a, recorded[0], "replay"):
-            fake_taps = model._domain_features(fake_pair, training=True)
-        expected = L.feature_matching(recorded[1][:-1], fake_taps[:-1])
+        with networks.batch_norm_statistics(d_a, recorded.statistics, "replay"):
+            fake_taps = model._domain_taps(fake_pair, training=True)
+        expected = L.feature_matching(recorded.real_features, fake_taps[:-1])
         assert_close(float(terms["feature_matching"]), float(expected), sum_ulps(SUMMED))
-
-
-def test_recorded_domain_statistics_need_the_joint_batch():
-    with pytest.raises(ValueError, match="recorded_domain_statistics"):
-        PLDTConfig(**TINY, recorded_domain_statistics=True)
 
 
 @pytest.fixture
