@@ -31,10 +31,8 @@ def auto_precision() -> str:
     """`precision="auto"`: "bfloat16" where the model trains on a CPU with native bfloat16
     instructions (AMX-BF16 or AVX512_BF16, no GPU visible), else "float32".
 
-    On a 2-core AMX host `benchmarks/train_step.py` measured the bfloat16 step 2.2-3.0x as fast
-    as float32 at widths 32 and 128 (1.2x at the demo preset's 16), and `--curve` the same
-    learning curve; elsewhere bfloat16 is emulated (about 9x slower on AVX2) or, on a GPU,
-    unmeasured."""
+    Only there does bfloat16 run natively on a CPU; elsewhere it is emulated, and on a GPU the
+    choice is left to the user. docs/performance.md has the measured steps."""
     if tf.config.list_physical_devices("GPU") or not cpu_bf16_flags():
         return "float32"
     return "bfloat16"
