@@ -77,11 +77,11 @@ def test_benchmark_set_changes_our_step_and_not_the_paper_step():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     args = bench.parser().parse_args(
-        ["--preset", "robust", "--set", "joint_domain_batch=false", "--set", "ema_decay=0.5"]
+        ["--preset", "robust", "--set", "joint_domain_batch=false", "--set", "ssim_weight=5"]
     )
     ours, paper = bench.step_config(args, 8), bench.step_config(args, 8, "paper")
-    assert (ours.joint_domain_batch, ours.ema_decay, ours.spectral_norm) == (False, 0.5, True)
-    assert (paper.ema_decay, paper.spectral_norm, paper.base_filters) == (0.0, False, 8)
+    assert (ours.joint_domain_batch, ours.ssim_weight, ours.spectral_norm) == (False, 5.0, True)
+    assert (paper.ssim_weight, paper.spectral_norm, paper.base_filters) == (0.0, False, 8)
     key = bench.run_key(args, 8)
-    assert "joint_domain_batch=false" in key and "ema_decay=0.5" in key
+    assert "joint_domain_batch=false" in key and "ssim_weight=5" in key
     assert bench.run_key(bench.parser().parse_args([]), 8) == "float32/width8"
