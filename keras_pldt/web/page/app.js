@@ -96,6 +96,7 @@ async function runModel(pixels) {
 async function convert(file) {
   const card = document.createElement('div');
   card.className = 'result';
+  card.dataset.name = file.name;
   card.textContent = (file.name || 'photo') + ': converting…';
   $('results').prepend(card);
   let photo;
