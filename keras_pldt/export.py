@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_pldt import __version__, runtime
+from keras_pldt import __version__, runtime, web
 from keras_pldt.cli import quiet_tensorflow
 from keras_pldt.run import CONFIG, FINAL, SPLIT, RunError, RunFolder
 from keras_pldt.runtime import MODEL_CARD, SAVEDMODEL, MissingRuntime, Runner, list_images
@@ -38,6 +38,8 @@ from keras_pldt.runtime import preprocess_photo as preprocess_photo
 from keras_pldt.runtime import read_photo as read_photo
 
 FORMATS = ("savedmodel", "tflite", "onnx")
+#: Formats written only when --formats names them: the LiteRT.js page (`keras_pldt.web`).
+NAMED_FORMATS = ("web",)
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 TFLITE_NAMES = {q: f"tflite_{'fp32' if q == 'none' else q}" for q in QUANTIZATIONS}
 ONNX_OPSET = 17
@@ -60,6 +62,7 @@ CRITERIA = {
 #: --formats value -> (module, pip package) that it needs beyond TensorFlow
 NEEDS = {
     "tflite": (("ai_edge_litert.interpreter", "ai-edge-litert"),),
+    "web": (("ai_edge_litert.interpreter", "ai-edge-litert"),),
     "onnx": (("tf2onnx", "tf2onnx"), ("onnx", "onnx"), ("onnxruntime", "onnxruntime")),
 }
 
@@ -336,6 +339,8 @@ class _Job:
     calibration_paths: list[Path]
     calibration_samples: int
     log: Callable
+    web_model: str = web.DEFAULT_MODEL
+    parity: tuple | None = None  # (parity batch, Keras' output): set by _export_into
 
     size = property(lambda self: int(self.model.input_shape[1]))
 
@@ -415,6 +420,8 @@ TABLE: tuple[Format, ...] = (
     _tflite_row("dynamic", "int8_min_psnr_db"),
     _tflite_row("int8", "int8_min_psnr_db"),
     Format("onnx", "onnx", "fp32_max_abs", _onnx, runtime.OnnxRunner, _onnx_card),
+    # the page's model meets the threshold of the variant it is (web.WebRunner.threshold)
+    Format("web", "web", "int8_min_psnr_db", web.write, web.WebRunner, web.card),
 )
 
 
@@ -422,7 +429,8 @@ def select(formats: Sequence[str], quantize: Sequence[str]) -> list[Format]:
     """The rows of TABLE for `--formats` and `--quantize`; ExportError naming an unknown one."""
     formats = [f.strip().lower() for f in formats]
     quantize = [q.strip().lower() for q in quantize]
-    unknown = [("format", f, FORMATS) for f in formats if f not in FORMATS]
+    known = (*FORMATS, *NAMED_FORMATS)
+    unknown = [("format", f, known) for f in formats if f not in known]
     unknown += [("quantization", q, QUANTIZATIONS) for q in quantize if q not in QUANTIZATIONS]
     for what, value, allowed in unknown[:1]:
         raise ExportError(f"unknown {what} {value!r}; choose from {', '.join(allowed)}")
@@ -434,6 +442,8 @@ def check_runtimes(selected: Sequence[Format]) -> None:
     for family in dict.fromkeys(f.family for f in selected):
         for module, package in NEEDS.get(family, ()):
             runtime.require(module, package, f"the {family} format")
+    if any(f.family == "web" for f in selected):
+        web.require_runtime()
 
 
 # ---------------------------------------------------------------------------- main flow
@@ -450,6 +460,7 @@ def export(
     overwrite: bool = False,
     verbose: bool = True,
     enforce: bool = True,
+    web_model: str = web.DEFAULT_MODEL,
 ) -> dict[str, Any]:
     """Export, check parity, and move the result to `out`. Returns the parity report.
 
@@ -473,6 +484,7 @@ def export(
         calib, parity, note = resolve_data(run_dir, calibration_data, parity_data, size, scratch)
         names = [f.name for f in selected]
         job = _Job(model, config, tmp, scratch, names, calib, calibration_samples, log)
+        job.web_model = web_model
         report = _export_into(job, selected, _spread(parity, parity_samples), note)
         failed = {n: r for n, r in report["formats"].items() if not r["pass"]}
         if failed and enforce:
@@ -495,6 +507,7 @@ def _export_into(job: _Job, selected: Sequence[Format], parity: list[Path], note
     batch, photos = load_sample(parity, job.size)
     job.log(f"parity batch: {len(batch)} images ({note})")
     reference = np.asarray(job.model(batch, training=False), np.float32)
+    job.parity = (batch, reference)
     report: dict[str, Any] = {
         "image_size": job.size,
         "data": note,
@@ -517,7 +530,8 @@ def _export_into(job: _Job, selected: Sequence[Format], parity: list[Path], note
         path = fmt.write(job, fmt, job.tmp / fmt.name)
         seconds = round(time.time() - start, 2)
         runner = fmt.runner(path)
-        entry = record(fmt.name, fmt.threshold, parity_metrics(reference, runner(batch)))
+        threshold = getattr(runner, "threshold", fmt.threshold)
+        entry = record(fmt.name, threshold, parity_metrics(reference, runner(batch)))
         for name, threshold, check in fmt.checks:
             record(name, threshold, check(runner, photos, reference))
         card = model_card(fmt, path, runner, job, parity=entry, conversion_seconds=seconds)
@@ -564,7 +578,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--model", type=Path, dest="model_path", metavar="MODEL", help="a .keras file")
     add = parser.add_argument
     add("--out", type=Path, required=True, help="output folder (created)")
-    add("--formats", type=_csv, default=list(FORMATS), help=f"subset of {','.join(FORMATS)} (all)")
+    add(
+        "--formats",
+        type=_csv,
+        default=list(FORMATS),
+        help=f"subset of {','.join(FORMATS)} (all), or any of them and web: a static page "
+        "that runs the converter in the browser (LiteRT.js; see export/README.md)",
+    )
     add(
         "--quantize",
         type=_csv,
@@ -581,6 +601,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--calibration-samples", type=int, default=64, help="photos that calibrate int8 (64)")
     add("--parity-samples", type=int, default=16, help="photos in the parity batch (16)")
     add("--overwrite", action="store_true", help="replace a non-empty --out (only on success)")
+    add(
+        "--web-model",
+        choices=web.MODELS,
+        default=web.DEFAULT_MODEL,
+        help="the web page's TFLite variant: auto (default) is the smallest that meets its "
+        "parity threshold, int8 first",
+    )
     add("--quiet", action="store_true", help="print only errors, not each format's parity")
     return parser
 
