@@ -1,5 +1,6 @@
 """`kernels.leaky_relu`: TensorFlow's LeakyReLU values and gradients (first and second order),
-and a training graph that grappler's remapper fuses instead of failing on."""
+installed by `kernels.accelerate` on Keras' LeakyReLU layers, and a training graph that
+grappler's remapper fuses instead of failing on."""
 
 import os
 import subprocess
@@ -13,7 +14,7 @@ import tensorflow as tf
 from helpers import assert_close
 
 from keras_pldt.config import PLDTConfig
-from keras_pldt.kernels import LeakyReLU, leaky_relu
+from keras_pldt.kernels import accelerate, acceleration, leaky_relu
 from keras_pldt.networks import build_converter, build_real_fake_discriminator
 
 
@@ -60,25 +61,31 @@ def test_values_and_gradients_equal_tf(slope):
     assert float(tf.reduce_max(tf.abs(dk_n))) > 0  # the second-order path is not trivially 0
 
 
-def test_layer_matches_keras_and_serializes():
+def test_accelerated_layer_matches_keras_and_serializes_as_keras():
     x = _inputs(4)
-    ours, native = LeakyReLU(0.2), keras.layers.LeakyReLU(0.2)
-    np.testing.assert_array_equal(ours(x), native(x))
-    clone = keras.layers.deserialize(keras.layers.serialize(ours))
-    assert type(clone) is LeakyReLU and clone.negative_slope == 0.2
+    model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.LeakyReLU(0.2, name="a")])
+    native = keras.layers.LeakyReLU(0.2, name="a")
+    accelerate(model)
+    layer = model.layers[-1]
+    assert acceleration(layer) == "leaky_relu" and acceleration(native) is None
+    np.testing.assert_array_equal(layer(x), native(x))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours, theirs = layer(x), native(x)
+    np.testing.assert_array_equal(tape.gradient(ours, x), tape.gradient(theirs, x))
+    assert keras.layers.serialize(layer) == keras.layers.serialize(native)
+    clone = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert type(clone) is keras.layers.LeakyReLU and acceleration(clone) is None
 
 
-def _leaky_classes(model):
-    return {type(la) for la in model._flatten_layers() if isinstance(la, keras.layers.LeakyReLU)}
-
-
-def test_networks_use_it_except_in_the_portable_converter():
+def test_networks_use_keras_layers_that_accelerate_installs_it_on():
     cfg = PLDTConfig(image_size=32, base_filters=4)
-    assert _leaky_classes(build_real_fake_discriminator(cfg)) == {LeakyReLU}
-    assert _leaky_classes(build_converter(cfg)) == {LeakyReLU}  # trained with sub-pixel kernels
-    plain = cfg.replace(subpixel_convs=False)  # saved as it is: plain Keras layers only
-    assert _leaky_classes(build_converter(plain)) == {keras.layers.LeakyReLU}
-    assert _leaky_classes(build_real_fake_discriminator(plain)) == {LeakyReLU}
+    for build in (build_converter, build_real_fake_discriminator):
+        model = build(cfg)
+        leaky = [la for la in model._flatten_layers() if isinstance(la, keras.layers.LeakyReLU)]
+        assert leaky and {type(la) for la in leaky} == {keras.layers.LeakyReLU}, build.__name__
+        accelerate(model)
+        assert {acceleration(la) for la in leaky} == {"leaky_relu"}, build.__name__
 
 
 _STEP = textwrap.dedent(
@@ -86,9 +93,11 @@ _STEP = textwrap.dedent(
     import sys
     import tensorflow as tf
     from keras_pldt.config import get_preset
+    from keras_pldt.kernels import accelerate
     from keras_pldt.networks import build_real_fake_discriminator
 
     d = build_real_fake_discriminator(get_preset(sys.argv[1], base_filters=4, image_size=32))
+    accelerate(d)
 
     @tf.function
     def step(x):
