@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from helpers import assert_close, sum_ulps, tolerance
+from helpers import sum_ulps, tolerance
 
 from keras_pldt.config import PLDTConfig
 from keras_pldt.networks import (
@@ -124,25 +124,17 @@ def test_resize_upsampling_has_table1_sizes_and_no_checkerboard():
         assert (spread > rounding) == checkerboard, (cfg.upsampling, spread, rounding)
 
 
-@pytest.mark.parametrize("size", [64, 128])
-def test_patch_real_fake_discriminator_judges_local_patches(size):
-    cfg = PLDTConfig(image_size=size, base_filters=4, real_fake_patches=True)
-    d_r = build_real_fake_discriminator(cfg)
-    assert d_r.output_shape == (None, 64)  # an 8 x 8 grid of patch logits at any size
-    w = expected_widths(size, 4)[:-1]  # the last stride-2 stage is dropped
-    params = conv(5, 3, w[0], True)
-    for a, b in zip(w[:-1], w[1:], strict=True):
-        params += conv(5, a, b, False) + bn(b)
-    assert d_r.count_params() == params + conv(3, w[-1], 1, True)
-    # Locality: a change in the top-left corner moves only the logits of the patches seeing it.
-    x = np.zeros((1, size, size, 3), "float32")
-    y = x.copy()
-    y[0, :4, :4] = 1.0
-    logits = d_r(y).numpy()
-    rounding = tolerance(logits, sum_ulps(25 * w[-1]))  # of sums of 5 x 5 taps of w[-1] channels
-    moved = np.abs(logits - d_r(x).numpy()).reshape(8, 8) > rounding
-    assert moved[0, 0] and not moved[-1, -1] and moved.sum() < 64
-    assert build_domain_discriminator(cfg).output_shape == (None, 1)  # D_A stays global
+@pytest.mark.parametrize("upsampling", ["transposed", "resize"])
+def test_networks_are_the_same_whatever_the_kernel_switch(upsampling):
+    """`subpixel_convs` is a runtime setting (`kernels.accelerate`): the networks have the same
+    layers, configs and variable names either way, the converter Keras' own classes only."""
+    cfg = PLDTConfig(image_size=32, base_filters=4, upsampling=upsampling, spectral_norm=True)
+    for build in (build_converter, build_real_fake_discriminator, build_domain_discriminator):
+        on, off = build(cfg.replace(subpixel_convs=True)), build(cfg.replace(subpixel_convs=False))
+        assert on.get_config() == off.get_config(), build.__name__
+        assert [w.path for w in on.weights] == [w.path for w in off.weights], build.__name__
+    modules = {type(layer).__module__ for layer in build_converter(cfg)._flatten_layers()}
+    assert modules and all(m.startswith("keras.") for m in modules), modules
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "bfloat16"])
@@ -173,37 +165,12 @@ def test_spectral_norm_keeps_float32_master_weights_under_mixed_precision(precis
     assert any(np.any(r != k) for r, k in zip(rounded, kernels, strict=True))  # not rounded
 
 
-def test_projection_domain_discriminator_scores_an_inner_product_of_two_embeddings():
-    """`domain_projection`: logit = psi(phi(I_T)) + <e(I_S), phi(I_T)>, each stream a Table 1a
-    stack on its half of the 6-channel pair (Miyato & Koyama 2018)."""
-    size, base, code = 32, 4, 8
-    cfg = PLDTConfig(image_size=size, base_filters=base, code_dim=code, domain_projection=True)
-    d = build_domain_discriminator(cfg)
-    assert d.input.shape[1:] == (size, size, 6)
-    stream = encoder_like_params(size, base, 3, code, code=False)
-    assert d.count_params() == 2 * stream + code + 1
-    rng = np.random.default_rng(0)
-    pair = rng.uniform(-1, 1, (4, size, size, 6)).astype("float32")
-    phi = keras.Model(d.input, d.get_layer("lrelu_phi").output)(pair)
-    e = keras.Model(d.input, d.get_layer("conv_embed_flat").output)(pair)
-    psi = d.get_layer("psi")(phi)
-    want = np.asarray(psi)[:, 0] + np.sum(np.asarray(e) * np.asarray(phi), axis=1)
-    got = np.asarray(d(pair))[:, 0]
-    terms = np.abs(np.asarray(psi)).max() + np.abs(np.asarray(e) * np.asarray(phi)).sum(1).max()
-    assert_close(got, want, ulps=64, scale=terms)
-    # the source half moves the logit only through e(I_S), the target half through phi(I_T)
-    other_source = pair.copy()
-    other_source[..., :3] = rng.uniform(-1, 1, (4, size, size, 3))
-    assert not np.allclose(np.asarray(d(other_source)), got)
-    phi_other = keras.Model(d.input, d.get_layer("lrelu_phi").output)(other_source)
-    assert_close(phi_other, phi, ulps=4)
-
-
 def test_mixed_bfloat16_networks_have_no_float32_round_trip_between_layers():
-    """Under `precision="bfloat16"` every layer of the robust preset's networks hands its
-    successor a bfloat16 tensor; only the outputs (the converter's image, the logits) are
-    float32."""
+    """Under `precision="bfloat16"` every layer of the robust preset's networks, accelerated,
+    hands its successor a bfloat16 tensor in training; only the outputs (the converter's image,
+    the logits) are float32."""
     from keras_pldt.config import get_preset
+    from keras_pldt.kernels import accelerate
     from keras_pldt.model import PLDT
 
     cfg = get_preset("robust", image_size=16, base_filters=4, batch_size=4, precision="bfloat16")
@@ -211,12 +178,14 @@ def test_mixed_bfloat16_networks_have_no_float32_round_trip_between_layers():
     converter = model.converter
     networks = [converter.get_layer("encoder"), converter.get_layer("decoder")]
     networks += [model.real_fake_discriminator, model.domain_discriminator]
+    accelerate(*networks)
     for d in networks[2:]:  # a batch enters a discriminator in bfloat16
         assert keras.backend.standardize_dtype(d.input.dtype) == "bfloat16", d.name
     for network in networks:
-        h = keras.ops.zeros([4, *network.input.shape[1:]], "bfloat16")
-        for layer in network.layers[1:]:
-            h = layer(h, training=True)
+        inner = network.layers[1:]  # every layer's output, from one training call
+        taps = keras.Model(network.input, [layer.output for layer in inner])
+        outputs = taps(keras.ops.zeros([4, *network.input.shape[1:]], "bfloat16"), training=True)
+        for layer, h in zip(inner, outputs, strict=True):
             last = layer is network.layers[-1] and network.name != "encoder"
             expected = "float32" if last else "bfloat16"
             assert keras.backend.standardize_dtype(h.dtype) == expected, (network.name, layer.name)
