@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_pldt.cli import quiet_tensorflow
-from keras_pldt.run import RunError
-from keras_pldt.runtime import IMAGE_EXTENSIONS, Converter, MissingRuntime, read_photo
+from keras_pldt.cli import fail, quiet_tensorflow
+from keras_pldt.errors import PLDTError
+from keras_pldt.runtime import IMAGE_EXTENSIONS, Converter, read_photo
 
 __all__ = ["Converter", "collect_inputs", "convert", "main"]
 
@@ -124,9 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         written, _ = convert(
             args.model, args.input, args.output, args.side_by_side, verbose=not args.quiet
         )
-    except (FileNotFoundError, ValueError, MissingRuntime, RunError) as error:
-        print(f"convert failed: {error}", file=sys.stderr)
-        return 1
+    except (PLDTError, FileNotFoundError, ValueError) as error:
+        return fail("convert failed", error, 1)
     return 0 if written else 1
 
 

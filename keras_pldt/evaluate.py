@@ -44,14 +44,10 @@ class _LazyModule:
 
 M = _LazyModule("keras_pldt.metrics")  # metrics imports TensorFlow
 
-from keras_pldt.run import RunError, RunFolder  # noqa: E402
+from keras_pldt.errors import EvalError, PLDTError  # noqa: E402
+from keras_pldt.run import WEIGHTS, RunFolder, atomic_write, load_converter  # noqa: E402
 
 EVAL_JSON, EVAL_MD, FIGURE = "eval.json", "eval.md", "figure5.png"
-WEIGHTS = ("last", "best", "converter")
-
-
-class EvalError(RuntimeError):
-    """A problem the user can fix (missing run folder, checkpoint, split): printed as one line."""
 
 
 # ----------------------------------------------------------------------------- data
@@ -189,30 +185,13 @@ def score_images(generated: np.ndarray, evalset: EvalSet) -> dict:
 def _config(run_dir: Path):
     """(PLDTConfig, config.json as saved) of a run folder."""
     run = RunFolder(run_dir)
-    try:
-        return run.config(), run.saved()
-    except RunError as e:
-        raise EvalError(str(e)) from None
+    return run.config(), run.saved()
 
 
 def load_pldt(run_dir: str | Path, weights: str = "last"):
     """The full PLDT (converter and discriminators) of a run from its checkpoint
     (`RunFolder.load_model`)."""
-    try:
-        return RunFolder(run_dir).load_model(weights)
-    except RunError as e:
-        raise EvalError(str(e)) from None
-
-
-def load_converter(run_dir: str | Path, weights: str = "last"):
-    """The converter of a run to evaluate: from the last/best checkpoint or the final
-    converter.keras (`RunFolder.load_converter`; "converter" means the final one)."""
-    if weights not in WEIGHTS:
-        raise EvalError(f"--weights must be one of {WEIGHTS}, got {weights!r}")
-    try:
-        return RunFolder(run_dir).load_converter(weights)
-    except RunError as e:
-        raise EvalError(str(e)) from None
+    return RunFolder(run_dir).load_model(weights)
 
 
 def generate(converter, source01: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -320,9 +299,9 @@ def image_grid(columns: list[np.ndarray], rows: list[int], gap: int = 2) -> np.n
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
-    from keras_pldt.callbacks import atomic_write_bytes, encode_png
+    from keras_pldt.callbacks import encode_png
 
-    atomic_write_bytes(path, encode_png(image))
+    atomic_write(path, encode_png(image))
 
 
 def _fmt(v, digits=3):
@@ -396,10 +375,8 @@ def _json_default(o):
 
 
 def write_json(path: Path, obj) -> None:
-    from keras_pldt.callbacks import atomic_write_bytes
-
     text = json.dumps(obj, indent=2, default=_json_default)
-    atomic_write_bytes(path, (text + "\n").encode())
+    atomic_write(path, (text + "\n").encode())
 
 
 # ----------------------------------------------------------------------------- run evaluation
@@ -497,9 +474,8 @@ def evaluate_run(
     }
     result = {**info, "rows": rows}
     write_json(run_dir / EVAL_JSON, result)
-    (run_dir / EVAL_MD).write_text(
-        f"# Evaluation of {run_dir.name}\n\n" + markdown_tables(rows, info)
-    )
+    text = f"# Evaluation of {run_dir.name}\n\n" + markdown_tables(rows, info)
+    atomic_write(run_dir / EVAL_MD, text.encode())
     picks = showcase(evalset, figure_rows)
     write_png(
         run_dir / FIGURE, image_grid([evalset.source, generated, evalset.first_target], picks)
@@ -543,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from keras_pldt.data import DataError
+    from keras_pldt.cli import fail
 
     try:
         result = evaluate_run(
@@ -551,9 +527,8 @@ def main(argv: list[str] | None = None) -> int:
             weights=args.weights, baselines=not args.no_baselines,
             figure_rows=args.figure_rows, verbose=args.verbose,
         )  # fmt: skip
-    except (EvalError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except PLDTError as e:
+        return fail("error", e)
     print(markdown_tables(result["rows"], result))
     print(f"wrote {Path(args.run_dir) / EVAL_JSON}, {EVAL_MD}, {FIGURE}")
     return 0

@@ -7,9 +7,11 @@
 `--out` gets one folder per row of `TABLE` (savedmodel/, tflite_fp32/, tflite_float16/,
 tflite_dynamic/, tflite_int8/, onnx/), each with its model and a `model_card.json`, the run's
 config, and `parity.json`: each format's difference to Keras on a fixed batch of real sources
-and whether it meets its threshold. It is written beside `--out` and moved into place only when
-every format meets its threshold: on failure nothing is left. Reading photos, the letterbox and
-running the models are `keras_pldt.runtime`'s.
+and whether it meets its threshold. It is written into a hidden `.tmp-<pid>-export-*` folder
+inside `--out` and moved into place only when every format meets its threshold: on failure
+nothing is left. A `--out` folder that exists is kept (never removed or replaced); what the
+export creates gets the user's umask. Reading photos, the letterbox and running the models are
+`keras_pldt.runtime`'s.
 """
 
 from __future__ import annotations
@@ -31,9 +33,19 @@ from typing import Any
 import numpy as np
 
 from keras_pldt import __version__, runtime, web
-from keras_pldt.cli import quiet_tensorflow
-from keras_pldt.run import CONFIG, FINAL, SPLIT, RunError, RunFolder
-from keras_pldt.runtime import MODEL_CARD, SAVEDMODEL, MissingRuntime, Runner, list_images
+from keras_pldt.cli import fail, quiet_tensorflow
+from keras_pldt.errors import DataError, ExportError, PLDTError, RunError
+from keras_pldt.run import (
+    CONFIG,
+    FINAL,
+    SPLIT,
+    TEMP_PREFIX,
+    RunFolder,
+    load_converter,
+    remove_interrupted_writes,
+    writable_folder_problem,
+)
+from keras_pldt.runtime import MODEL_CARD, SAVEDMODEL, Runner, list_images
 from keras_pldt.runtime import preprocess_photo as preprocess_photo
 from keras_pldt.runtime import read_photo as read_photo
 
@@ -68,30 +80,17 @@ NEEDS = {
 
 TASK = "Pixel-level domain transfer (Yoo et al. 2016): a garment worn in a photo -> its product"
 
-#: uint8 photos [N, H, W, 3] of one size -> float32 [N, S, S, 3] in [-1, 1], as in training.
-preprocess_batch = runtime.preprocess
 
-
-class ExportError(RuntimeError):
-    """Export could not produce models that meet their parity thresholds (or bad inputs)."""
-
-
-def load_converter(run_dir: str | Path | None = None, model_path: str | Path | None = None):
-    """(converter keras.Model, config dict or None) from a run folder or a `.keras` file (a
-    whole `PLDT` model gives its converter). ExportError, one line, when neither is usable."""
-    if run_dir is None and model_path is None:
-        raise ExportError("give --run-dir or --model")
+def _source(run_dir: str | Path | None, model_path: str | Path | None) -> Path:
+    """The run folder or `.keras` file to export (`load_converter` loads it); ExportError,
+    one line, naming the flag when it is not there."""
+    if (run_dir is None) == (model_path is None):
+        raise ExportError("give --run-dir or --model (one of them)")
     if run_dir is not None and not Path(run_dir).is_dir():
         raise ExportError(f"--run-dir {run_dir} is not a directory")
     if model_path is not None and not Path(model_path).is_file():
         raise ExportError(f"model file {model_path} does not exist")
-    try:
-        model, config = runtime.load_keras(model_path if model_path is not None else run_dir)
-        if run_dir is not None and model_path is not None:
-            config = RunFolder(run_dir).saved() or config
-    except (RunError, runtime.ModelError) as error:
-        raise ExportError(str(error)) from None
-    return model, config
+    return Path(run_dir if run_dir is not None else model_path)
 
 
 # ---------------------------------------------------------------------------- sample photos
@@ -111,7 +110,7 @@ def _spread(paths: list[Path], count: int) -> list[Path]:
 def _split_sources(run_dir: Path, keys: Sequence[str]) -> list[Path]:
     """Source photos of the first of `keys` (train / val / test) that the run's split lists;
     [] when the run has no split or its data is gone."""
-    from keras_pldt.data import DataError, load_pairs
+    from keras_pldt.data import load_pairs
 
     run = RunFolder(run_dir)
     try:
@@ -212,7 +211,8 @@ def write_savedmodel(model, path: Path) -> None:
         return {"target": tf.cast(model(source, training=False), tf.float32)}
 
     def convert_images(images):  # the letterbox, the model and to_uint8, all in the graph
-        return {"products": runtime.to_uint8(model(preprocess_batch(images, size), training=False))}
+        products = model(runtime.preprocess(images, size), training=False)
+        return {"products": runtime.to_uint8(products)}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -464,28 +464,30 @@ def export(
 ) -> dict[str, Any]:
     """Export, check parity, and move the result to `out`. Returns the parity report.
 
-    Raises `ExportError` (leaving `out` untouched) if any format misses its threshold, unless
-    `enforce=False` (benchmarks of untrained models: the report still records pass/fail), and
-    `MissingRuntime` when a chosen format's package is not installed.
+    Raises `ExportError` (leaving `out` as it was) if `out` cannot be written (before any
+    model is loaded) or any format misses its threshold, unless `enforce=False` (benchmarks of
+    untrained models: the report still records pass/fail), and `MissingRuntime` when a chosen
+    format's package is not installed.
     """
     log = print if verbose else (lambda *a, **k: None)
-    out = Path(out).resolve()
+    out = Path(out).absolute()
     selected = select(formats, quantize)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"--out {out} exists and is not empty (pass --overwrite to replace it)")
+    check_out(out, overwrite)
     check_runtimes(selected)
-    model, config = load_converter(run_dir, model_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-", dir=out.parent) as tmp,
-        tempfile.TemporaryDirectory(prefix="pldt-export-") as scratch,
-    ):
-        tmp, scratch, size = Path(tmp), Path(scratch), int(model.input_shape[1])
-        calib, parity, note = resolve_data(run_dir, calibration_data, parity_data, size, scratch)
-        names = [f.name for f in selected]
-        job = _Job(model, config, tmp, scratch, names, calib, calibration_samples, log)
-        job.web_model = web_model
-        report = _export_into(job, selected, _spread(parity, parity_samples), note)
+    model, config = load_converter(_source(run_dir, model_path), with_config=True)
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-export-", dir=out))
+    try:
+        with tempfile.TemporaryDirectory(prefix="pldt-export-") as scratch:
+            scratch, size = Path(scratch), int(model.input_shape[1])
+            calib, parity, note = resolve_data(
+                run_dir, calibration_data, parity_data, size, scratch
+            )
+            names = [f.name for f in selected]
+            job = _Job(model, config, tmp, scratch, names, calib, calibration_samples, log)
+            job.web_model = web_model
+            report = _export_into(job, selected, _spread(parity, parity_samples), note)
         failed = {n: r for n, r in report["formats"].items() if not r["pass"]}
         if failed and enforce:
             lines = "".join(
@@ -495,11 +497,49 @@ def export(
             raise ExportError(
                 f"parity check failed for {', '.join(failed)}{lines}\nnothing was written to {out}"
             )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)  # (a TemporaryDirectory that is gone is left alone)
+        _move_into(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # only the folders this export made, deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     log(f"exported to {out}")
     return report
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """ExportError, one line naming `--out` and the reason, when the export could not be
+    written there: a file in the way, a folder this user cannot write, or a non-empty folder
+    without `overwrite`. Removes only the temp folders of an export that a kill interrupted."""
+    problem = writable_folder_problem(out)
+    if problem is not None:
+        raise ExportError(f"cannot write --out {out}: {problem}")
+    if out.is_dir():
+        remove_interrupted_writes(out, recursive=False)
+        if any(out.iterdir()) and not overwrite:
+            raise ExportError(
+                f"--out {out} exists and is not empty (pass --overwrite to replace the export)"
+            )
+
+
+def _move_into(tmp: Path, out: Path) -> None:
+    """Move the finished export from `tmp` into `out` (kept as it is): each entry replaces the
+    one of the same name, and the entries of an earlier export that this one did not write
+    (other formats) are removed; other files of the user stay."""
+    written = {entry.name for entry in tmp.iterdir()}
+    ours = {fmt.name for fmt in TABLE} | {CONFIG, PARITY}
+    for name in sorted(written | (ours - written)):
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        if name in written:
+            os.replace(tmp / name, target)
+    tmp.rmdir()
 
 
 def _export_into(job: _Job, selected: Sequence[Format], parity: list[Path], note: str):
@@ -617,9 +657,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_tensorflow()
     try:
         export(verbose=not options.pop("quiet"), **options)
-    except (ExportError, MissingRuntime, RunError) as error:
-        print(f"export failed: {error}", file=sys.stderr)
-        return 1
+    except PLDTError as error:
+        return fail("export failed", error, 1)
     return 0
 
 

@@ -18,26 +18,18 @@ from __future__ import annotations
 
 import importlib
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from keras_pldt.run import RunError, RunFolder
+from keras_pldt.errors import MissingRuntime, ModelError
+from keras_pldt.run import RunFolder, load_converter
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: Names in an export folder (`keras_pldt.export`) that the runtime reads.
 SAVEDMODEL = "savedmodel"
 MODEL_CARD = "model_card.json"
-
-
-class MissingRuntime(ImportError):
-    """A runtime package is not installed; the message names the pip command."""
-
-
-class ModelError(ValueError):
-    """The path is not a model this runtime can open."""
 
 
 def require(module: str, package: str, purpose: str):
@@ -202,37 +194,6 @@ class Runner:
         return {"inputs": [source], "outputs": [tensor_card("target", square, "float32", OUTPUT)]}
 
 
-def load_keras(path: str | Path, weights: str = "final"):
-    """(converter keras.Model, config dict or None) from a run folder or a `.keras` file.
-
-    A run folder gives its `weights` ("final", "last" or "best", see `RunFolder`); a `.keras`
-    holding the whole `PLDT` model gives its (moving-average) converter.
-    """
-    import keras
-
-    import keras_pldt.model  # noqa: F401  (registers PLDT and its layers for loading)
-
-    path = Path(path)
-    try:
-        if path.is_dir():
-            run = RunFolder(path)
-            model, config = run.load_converter(weights), run.saved()
-        else:
-            model, config = keras.saving.load_model(path, compile=False), None
-    except (ValueError, TypeError, OSError, zipfile.BadZipFile) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ModelError(f"cannot load a Keras model from {path}: {first}") from None
-    if not path.is_dir():
-        if isinstance(getattr(model, "converter", None), keras.Model):
-            config = model.config.to_dict() if hasattr(model, "config") else None
-            model = model.ema_converter() if hasattr(model, "ema_converter") else model.converter
-        config = config or RunFolder(path.parent).saved()
-    shape = tuple(model.input_shape)
-    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
-        raise ModelError(f"expected a converter with input [None, S, S, 3], got {shape}")
-    return model, config
-
-
 class KerasRunner(Runner):
     kind = "keras"
 
@@ -241,8 +202,8 @@ class KerasRunner(Runner):
         self.model = model
 
     @classmethod
-    def open(cls, path: str | Path, weights: str = "final") -> KerasRunner:
-        model, config = load_keras(path, weights)
+    def open(cls, path: str | Path, weights: str = "converter") -> KerasRunner:
+        model, config = load_converter(path, weights, with_config=True)
         return cls(model, path, config)
 
     def __call__(self, x):
@@ -371,7 +332,7 @@ class OnnxRunner(Runner):
         }
 
 
-def open_model(path: str | Path, weights: str = "final") -> Runner:
+def open_model(path: str | Path, weights: str = "converter") -> Runner:
     """The runner of a run folder or `.keras` file, a SavedModel or export folder, a `.tflite`
     or an `.onnx` file. FileNotFoundError, ModelError, RunError or MissingRuntime otherwise."""
     path = Path(path)
@@ -403,7 +364,7 @@ class Converter:
     when neither is there) and `.runner` describe the model.
     """
 
-    def __init__(self, model: str | Path, weights: str = "final"):
+    def __init__(self, model: str | Path, weights: str = "converter"):
         path = Path(model)
         if not path.exists():
             raise FileNotFoundError(f"--model {path} does not exist")
@@ -428,13 +389,12 @@ __all__ = [
     "MissingRuntime",
     "ModelError",
     "OnnxRunner",
-    "RunError",
     "Runner",
     "SavedModelRunner",
     "TFLiteRunner",
     "letterbox",
     "list_images",
-    "load_keras",
+    "load_converter",
     "load_photos",
     "open_model",
     "preprocess",

@@ -125,7 +125,7 @@ def test_convert_images_signature_takes_any_size(exported, width, height):
     batch = np.stack([photo, photo[:, ::-1]])
     products = loaded.signatures["convert_images"](images=tf.constant(batch))["products"].numpy()
     assert products.shape == (2, size, size, 3) and products.dtype == np.uint8
-    pre = np.asarray(export_mod.preprocess_batch(batch, size))
+    pre = np.asarray(runtime.preprocess(batch, size))
     expected = runtime.to_uint8_np(reference(exported.model, pre))
     assert np.abs(products.astype(int) - expected).max() <= 1
     # The letterbox padding is white in the preprocessed input (the paper's pad-255).
@@ -282,10 +282,10 @@ def test_cli_help_and_bad_arguments(exported, capsys, tmp_path):
 
 
 def test_load_converter_gives_the_run_config(exported):
-    model, config = export_mod.load_converter(run_dir=exported.run)
+    model, config = export_mod.load_converter(exported.run, with_config=True)
     assert model.input_shape == (None, exported.size, exported.size, 3)
     assert config["base_filters"] == 8 and config["data"]
-    model, config = export_mod.load_converter(model_path=exported.final)
+    model, config = export_mod.load_converter(exported.final, with_config=True)
     assert config["base_filters"] == 8  # the run's config beside the .keras file
     batch = fresh_batch(exported)
     np.testing.assert_array_equal(reference(model, batch), reference(exported.model, batch))

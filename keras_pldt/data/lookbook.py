@@ -22,6 +22,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from keras_pldt.errors import DataError
 from keras_pldt.runtime import letterbox, to_float
 
 __all__ = [
@@ -49,10 +50,6 @@ NAME_PATTERN = re.compile(
 #: Extensions that look like images: such a file whose name does not match the pattern is reported.
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 FOLDER_SPLITS = ("train", "val", "test")
-
-
-class DataError(ValueError):
-    """A user-facing data problem (missing/empty folder, unusable manifest, too few products)."""
 
 
 @dataclass(frozen=True)

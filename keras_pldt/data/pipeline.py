@@ -26,8 +26,6 @@ Both give identical pixels (the preprocessing rounds to uint8 before scaling to 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_pldt.run import SPLIT
+from keras_pldt.run import SPLIT, atomic_write
 
 from .lookbook import (
     FOLDER_SPLITS,
@@ -103,14 +101,6 @@ def make_splits(
     return {"train": train, "val": val, "test": test}
 
 
-def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
 def resolve_split(
     data: PairedDataset,
     seed: int = 0,
@@ -124,7 +114,8 @@ def resolve_split(
     if data.folder_splits is not None:
         split = {s: sorted(data.folder_splits.get(s, {})) for s in FOLDER_SPLITS}
         if path is not None and not path.exists():
-            _write_json_atomic(path, {"source": "folders", "root": str(data.root), **split})
+            record = {"source": "folders", "root": str(data.root), **split}
+            atomic_write(path, json.dumps(record, indent=1).encode())
         return split
     if path is not None and path.exists():
         try:
@@ -143,9 +134,8 @@ def resolve_split(
         return split
     split = make_splits(data.products, seed, val_fraction, test_fraction)
     if path is not None:
-        _write_json_atomic(
-            path, {"source": "products", "seed": seed, "root": str(data.root), **split}
-        )
+        record = {"source": "products", "seed": seed, "root": str(data.root), **split}
+        atomic_write(path, json.dumps(record, indent=1).encode())
     return split
 
 
@@ -250,7 +240,7 @@ class Pipelines:
                 start.append(len(tgt_rows))
                 count.append(len(p.targets))
                 tgt_rows += [row[str(f)] for f in p.targets]
-            i32 = lambda x: np.asarray(x, np.int32)  # noqa: E731
+            i32 = lambda x: np.asarray(x, np.int32)
             self.splits[name] = SplitData(
                 name, [p.pid for p in prods], i32(src_rows), i32(src_prod), i32(tgt_rows),
                 i32(start), i32(count),
