@@ -23,6 +23,7 @@ from keras_pldt import losses
 from keras_pldt.augment import augment_sources, diff_augment
 from keras_pldt.config import PLDTConfig
 from keras_pldt.data.batch import Batch, unpack_batch
+from keras_pldt.kernels import accelerate
 from keras_pldt.networks import (
     batch_norm_groups,
     batch_norm_statistics,
@@ -111,11 +112,10 @@ class PLDT(keras.Model):
                 build_real_fake_discriminator(cfg) if cfg.uses_real_fake else None
             )
             self.domain_discriminator = build_domain_discriminator(cfg) if cfg.uses_domain else None
-        self._domain_taps = None  # D_A with its LeakyReLU outputs, for feature matching
-        if cfg.uses_domain and cfg.feature_matching_weight:
-            d_a = self.domain_discriminator
-            taps = [layer.output for layer in d_a.layers if layer.name.startswith("lrelu")]
-            self._domain_taps = keras.Model(d_a.input, [*taps, d_a.output], name="d_a_taps")
+        if cfg.subpixel_convs:  # the fast kernels: the same layers, weights and saved files
+            accelerate(self.converter, self.real_fake_discriminator, self.domain_discriminator)
+        taps = cfg.feature_matching_weight  # feature matching reads D_A's LeakyReLU outputs
+        self._domain_taps = _feature_taps(self.domain_discriminator) if taps else None
         self.loss_weights = converter_loss_weights(cfg)
         names = ["converter_loss", *(f"converter_{name}" for name in self.loss_weights)]
         for network, used in (("real_fake", cfg.uses_real_fake), ("domain", cfg.uses_domain)):
@@ -391,6 +391,12 @@ class PLDT(keras.Model):
         elif isinstance(data, (tuple, list)):
             data = data[0]
         return self.converter(data, training=False)
+
+
+def _feature_taps(discriminator: keras.Model) -> keras.Model:
+    """`discriminator` returning its LeakyReLU outputs, then its logits."""
+    taps = [layer.output for layer in discriminator.layers if layer.name.startswith("lrelu")]
+    return keras.Model(discriminator.input, [*taps, discriminator.output], name="d_a_taps")
 
 
 def _finite_cardinality(data) -> int | None:

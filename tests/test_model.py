@@ -222,7 +222,8 @@ def test_spectral_norm_bounds_the_discriminator_largest_singular_value():
 
 def converter_loss_of(model, batch):
     generated = model.converter(batch["source"], training=False)
-    return float(model.converter_objective(as_batch(batch), generated, False).loss)
+    domain = model.domain_loss(as_batch(batch), generated, False).record
+    return float(model.converter_objective(as_batch(batch), generated, False, domain).loss)
 
 
 @pytest.mark.parametrize(
