@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from keras_pldt.errors import UploadError
 from keras_pldt.run import RunFolder
 
 PAGE = Path(__file__).with_name("demo_page.html")
@@ -47,10 +48,6 @@ FORMATS = {
 KEY_SETTINGS = ("variant", "base_filters", "upsampling", "batch_size", "learning_rate")
 #: Fields that do not change what a run learns; left out of the preset comparison.
 EXECUTION_ONLY = ("cache", "jit_compile")
-
-
-class UploadError(ValueError):
-    """A bad upload; the message is shown on the page as is."""
 
 
 # ---------------------------------------------------------------------------- model description

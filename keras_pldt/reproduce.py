@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_pldt.config import ROBUST, PLDTConfig
+from keras_pldt.errors import PLDTError, ReproduceError, RunError
 
 #: Method label -> PLDTConfig overrides, applied over the run's base settings.
 METHODS: dict[str, dict[str, Any]] = {
@@ -51,10 +52,6 @@ OURS_SUFFIX = " (Ours)"
 
 #: A methods table: label -> PLDTConfig overrides.
 Methods = dict[str, dict[str, Any]]
-
-
-class ReproduceError(RuntimeError):
-    """A problem the user can fix; printed as one line."""
 
 
 def slug(label: str) -> str:
@@ -320,7 +317,7 @@ def base_config_from_args(args):
     method's own switches (`pinned`), so one that only a method's switches make valid (e.g.
     `adversarial_encoder=false` or `pixel_contrast_temperature=0.1` over `--preset paper`,
     which has no pixel term) is left to the methods: a method that refuses it is named."""
-    from keras_pldt.train import RunError, resolve_config
+    from keras_pldt.train import resolve_config
 
     try:
         return resolve_config(args)
@@ -335,12 +332,11 @@ def base_config_from_args(args):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from keras_pldt.cli import quiet_tensorflow
+    from keras_pldt.cli import fail, quiet_tensorflow
 
     quiet_tensorflow(args.verbose)
-    from keras_pldt.data import DataError
-    from keras_pldt.evaluate import EvalError, markdown_tables
-    from keras_pldt.train import RunError, explicit_overrides
+    from keras_pldt.evaluate import markdown_tables
+    from keras_pldt.train import explicit_overrides
 
     try:
         if args.data and not Path(args.data).exists():
@@ -351,9 +347,8 @@ def main(argv: list[str] | None = None) -> int:
             split=args.split, weights=args.weights, verbose=1 if args.verbose else 0,
             pinned=explicit_overrides(args), recipes=args.recipes or (),
         )  # fmt: skip
-    except (ReproduceError, RunError, DataError, EvalError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except PLDTError as e:
+        return fail("error", e)
     print(markdown_tables(result["rows"], result))
     print(f"wrote {Path(args.out) / 'table3.md'}, table3.json, figure5.png")
     return 0

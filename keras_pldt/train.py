@@ -17,14 +17,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from keras_pldt.cli import HelpFormatter, quiet_tensorflow
+from keras_pldt.cli import HelpFormatter, fail, quiet_tensorflow
 from keras_pldt.config import PRESETS, VARIANTS, PLDTConfig, get_preset
-from keras_pldt.run import FINAL, RunError, RunFolder
+from keras_pldt.errors import PLDTError, RunError, TrainingDiverged
+from keras_pldt.run import RunFolder
 
 __all__ = ["RunError", "TrainingDiverged", "build_parser", "main", "resolve_config", "train"]
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
-FINAL_MODEL = FINAL
 #: The number of updates at which the recommended recipe was measured as sharp as real photos.
 SHARP_UPDATES = 2500
 
@@ -42,10 +42,6 @@ def length_note(config: PLDTConfig, steps_per_epoch: int) -> str | None:
         f"{(epochs + config.decay_epochs) * steps_per_epoch} (on 229 photos that many raised every "
         "metric: docs/results.md)"
     )
-
-
-class TrainingDiverged(RunError):
-    """A loss became NaN/inf; the last good checkpoint is kept."""
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -188,7 +184,7 @@ def resolve_config(args: argparse.Namespace) -> PLDTConfig:
 
 def explicit_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the command line sets explicitly: flags given, then --set."""
-    flag = lambda name: getattr(args, name, None)  # noqa: E731  (reproduce has fewer flags)
+    flag = lambda name: getattr(args, name, None)  # reproduce has fewer flags
     overrides = {
         "variant": flag("variant"),
         "image_size": args.image_size,
@@ -311,9 +307,12 @@ def train(
 ):
     """Train (or resume) a run; returns the `PLDT` model. The CLI's engine, callable from Python.
 
-    Nothing is written into `run_dir` until the data and the folder are validated. Raises
-    `RunError` (and `keras_pldt.data.DataError`) for problems the user can fix.
+    Nothing is written into `run_dir` until the data and the folder are validated; a folder
+    this user cannot write is refused first, before TensorFlow, the data or a model is loaded.
+    Raises a `keras_pldt.errors.PLDTError` (`RunError`, `DataError`) for problems the user can
+    fix.
     """
+    RunFolder(run_dir).check_writable()
     import keras
     import tensorflow as tf
 
@@ -437,11 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow(args.verbose)
     try:  # settings first: a bad one is refused before TensorFlow loads
         config = resolve_config(args)
-    except RunError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from keras_pldt.data import DataError
-
+    except PLDTError as e:
+        return fail("error", e)
     try:
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args, config)
         train(
@@ -453,9 +449,8 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             verbose=0 if args.quiet else 1,
         )
-    except (RunError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3 if isinstance(e, TrainingDiverged) else 2
+    except PLDTError as e:
+        return fail("error", e)
     run = RunFolder(run_dir)
     print(
         f"done: {run.final_model}; samples in {run.samples}; "
