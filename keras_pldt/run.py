@@ -407,26 +407,28 @@ class RunFolder:
         return model
 
     def restore(self, model, which: str = "last", saved: PLDTConfig | None = None) -> None:
-        """Load the last or best checkpoint into a compiled `model` of this run, whose runtime
-        settings may differ from those the checkpoint was written with (`saved`, by default
-        config.json's): with other conv kernels (`subpixel_convs`) the layers store their
-        variables apart, so the weights go over in order."""
-        from keras_pldt.model import PLDT
+        """Load the last or best checkpoint into a compiled `model` of this run.
+
+        Every runtime setting builds the same layers and variables (`subpixel_convs` included),
+        so `saved`, the config the checkpoint was written with, changes nothing. A checkpoint
+        that does not fit the model raises RunError, which names a checkpoint of the earlier
+        layout, whose fast-kernel layer classes stored their variables apart."""
+        import h5py
 
         path = self.weights_path(which)
-        saved = saved or self.config()
-        if saved.subpixel_convs == model.config.subpixel_convs:
+        try:
             model.load_weights(path)
-            return
-        source = PLDT(model.config.replace(subpixel_convs=saved.subpixel_convs))
-        source.compile()
-        source.load_weights(path)
-        model.set_weights(source.get_weights())
-        for name, optimizer in model.optimizers.items():
-            for mine, theirs in zip(
-                optimizer.variables, source.optimizers[name].variables, strict=True
-            ):
-                mine.assign(theirs)
+        except ValueError as err:
+            with h5py.File(path, "r") as checkpoint:
+                names = []
+                checkpoint.visit(names.append)
+            if any("subpixel" in name for name in names):
+                raise RunError(
+                    f"{path} was written by an earlier keras-pldt whose fast kernels stored "
+                    "weights apart; retrain, or export it with keras-pldt at commit 17a4359"
+                ) from None
+            reason = str(err).strip().splitlines()[0]
+            raise RunError(f"{path} does not fit this run's networks: {reason}") from None
 
     #: `load_converter` of this folder: `RunFolder(path).load_converter("last")`.
     load_converter = load_converter
