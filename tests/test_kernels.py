@@ -373,3 +373,37 @@ def test_saved_accelerated_converter_is_plain_keras(tmp_path):
     assert proc.stdout.split("\n")[:2] == ["['keras']", "False"], proc.stdout
     widest = 8 * ROBUST["base_filters"]
     assert_close(np.load(tmp_path / "y.npy"), model(x), ulps=sum_ulps(25 * widest))
+
+
+def test_restore_refuses_a_checkpoint_of_the_earlier_layout(tmp_path):
+    """`RunFolder.restore` is a plain `load_weights`; a checkpoint whose converter variables sit
+    under the fast kernels' layer classes of the earlier layout is refused in one line."""
+    import h5py
+
+    from keras_pldt.run import RunError, RunFolder
+
+    cfg = PLDTConfig(image_size=32, base_filters=4, batch_size=4)
+    keras.utils.set_random_seed(5)
+    model = PLDT(cfg)
+    model.compile()
+    path = tmp_path / "epoch_001.weights.h5"
+    model.save_weights(path)
+    run = RunFolder(tmp_path)
+    object.__setattr__(run, "weights_path", lambda which="last": path)
+    keras.utils.set_random_seed(6)
+    fresh = PLDT(cfg.replace(subpixel_convs=False))
+    fresh.compile()
+    run.restore(fresh)  # the same layout with the kernels off
+    for a, b in zip(fresh.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    earlier = tmp_path / "earlier.weights.h5"
+    earlier.write_bytes(path.read_bytes())
+    with h5py.File(earlier, "a") as checkpoint:  # SubpixelConv2D's groups, as it wrote them
+        encoder = checkpoint["converter/layers/functional/layers"]
+        for name in [n for n in encoder if n.startswith("conv2d")]:
+            encoder.move(name, f"subpixel_{name}")
+    object.__setattr__(run, "weights_path", lambda which="last": earlier)
+    with pytest.raises(RunError) as refused:
+        run.restore(fresh)
+    message = str(refused.value)
+    assert "\n" not in message and str(earlier) in message and "17a4359" in message
