@@ -170,9 +170,9 @@ def load_converter(
     `.keras` file; with `with_config`, (converter, config dict or None).
 
     A run folder gives its `weights` (`WEIGHTS`): "converter", the final converter.keras, or
-    the moving-average converter of the "last" or "best" checkpoint; its config is config.json.
-    A `.keras` file is loaded as it is (a whole `PLDT` model gives its moving-average converter
-    and its config); its config is otherwise that of the run folder holding it. RunError or
+    the converter of the "last" or "best" checkpoint; its config is config.json. A `.keras`
+    file is loaded as it is (a whole `PLDT` model gives its converter and its config); its
+    config is otherwise that of the run folder holding it. RunError or
     ModelError, one line, when the source cannot give a converter.
     """
     import keras
@@ -188,7 +188,7 @@ def load_converter(
     if path.is_dir():
         run = run or RunFolder(path)
         if weights != "converter":
-            model = run.load_model(weights).ema_converter()
+            model = run.load_model(weights).converter
             return (model, run.saved()) if with_config else model
         if not run.final_model.is_file():
             raise RunError(
@@ -205,7 +205,7 @@ def load_converter(
         raise ModelError(f"cannot load a Keras model from {path}: {first}") from None
     if isinstance(getattr(model, "converter", None), keras.Model):  # a whole PLDT
         config = model.config.to_dict() if hasattr(model, "config") else config
-        model = model.ema_converter() if hasattr(model, "ema_converter") else model.converter
+        model = model.converter
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
         raise ModelError(f"expected a converter with input [None, S, S, 3], got {shape}")
