@@ -299,9 +299,7 @@ def test_resize_decoder_converts_to_tflite(tmp_path):
     from keras_pldt.networks import build_converter
 
     keras.utils.set_random_seed(0)
-    converter = build_converter(
-        PLDTConfig(image_size=32, base_filters=4, upsampling="resize", subpixel_convs=False)
-    )
+    converter = build_converter(PLDTConfig(image_size=32, base_filters=4, upsampling="resize"))
     export_mod.write_savedmodel(converter, tmp_path / "sm")
     export_mod.write_tflite(tmp_path / "sm", tmp_path / "c.tflite", "none")
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
@@ -310,7 +308,7 @@ def test_resize_decoder_converts_to_tflite(tmp_path):
 
 
 def test_dynamic_range_tflite_has_no_transposed_convs(exported):
-    """TFLite's hybrid transposed conv is 27-49x slower than fp32
+    """TFLite's hybrid transposed conv is much slower than its fp32 one
     (benchmarks/tflite_hybrid_ops.py): the dynamic-range model draws the decoder's x2 stages as
     convs + depth_to_space, within its parity threshold (test_format_meets_threshold...)."""
     from ai_edge_litert.interpreter import Interpreter
@@ -325,16 +323,24 @@ def test_dynamic_range_tflite_has_no_transposed_convs(exported):
 
 
 def test_subpixel_copy_has_the_same_outputs_and_weights():
+    """`with_subpixel_transposed_convs` copies the plain converter (the same classes and
+    config) with its transposed convs as sub-pixel convs; the original stays as it was."""
     import keras
 
     from keras_pldt.config import PLDTConfig
-    from keras_pldt.kernels import SubpixelConv2DTranspose, with_subpixel_transposed_convs
+    from keras_pldt.kernels import acceleration, with_subpixel_transposed_convs
     from keras_pldt.networks import build_converter
 
     keras.utils.set_random_seed(0)
-    plain = build_converter(PLDTConfig(image_size=32, base_filters=8, subpixel_convs=False))
+    plain = build_converter(PLDTConfig(image_size=32, base_filters=8))
     copy = with_subpixel_transposed_convs(plain)
-    assert any(isinstance(layer, SubpixelConv2DTranspose) for layer in copy._flatten_layers())
+    assert copy.get_config() == plain.get_config()
+    transposed = [la for la in copy._flatten_layers() if type(la) is keras.layers.Conv2DTranspose]
+    assert transposed and {acceleration(la) for la in transposed} == {"conv2d_transpose_stride2"}
+    assert {acceleration(la) for la in copy._flatten_layers()} - {None} == {
+        "conv2d_transpose_stride2"
+    }
+    assert {acceleration(la) for la in plain._flatten_layers()} == {None}
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
     expected = plain(x, training=False).numpy()
     np.testing.assert_allclose(copy(x, training=False).numpy(), expected, rtol=0, atol=1e-5)
