@@ -16,6 +16,7 @@ ratio, fill the margins at both ends with 255 (the image is centred), scale to [
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ __all__ = [
     "decode_and_preprocess",
     "decode_and_preprocess_uint8",
     "decode_image",
+    "list_files",
     "load_pairs",
     "parse_name",
     "preprocess_image",
@@ -165,13 +167,35 @@ def _sorted(products: dict[str, Product]) -> dict[str, Product]:
     return out
 
 
+def _leads_nowhere(path: Path) -> bool:
+    """A link that reaches no file or folder: a loop, a dangling link, an unreadable target."""
+    return path.is_symlink() and not os.path.exists(path)
+
+
+def list_files(folder: str | Path) -> list[Path]:
+    """The files under `folder`, recursively and sorted, names starting with "." left out at
+    any depth; with them every link there that leads nowhere (a loop such as ``ln -s B.jpg
+    A.jpg; ln -s A.jpg B.jpg``, a dangling link, a target that cannot be read), so that the
+    code that opens them names and counts them as unreadable files. Links to folders are not
+    followed. The one listing of a folder's files for the data tools, training and convert.
+    """
+    folder = Path(folder)
+    found = []
+    for path in folder.rglob("*"):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        try:
+            wanted = path.is_file() or _leads_nowhere(path)
+        except OSError:  # e.g. a link into a folder this user may not read
+            wanted = True
+        if wanted:
+            found.append(path)
+    return sorted(found)
+
+
 def _scan(folder: Path, unmatched: list[Path]) -> dict[str, Product]:
     products: dict[str, Product] = {}
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file() or any(
-            part.startswith(".") for part in path.relative_to(folder).parts
-        ):
-            continue
+    for path in list_files(folder):
         parsed = parse_name(path.name)
         if parsed is None:
             if path.suffix.lower() in IMAGE_EXTENSIONS:

@@ -3,11 +3,13 @@
 Problems found: files that do not decode (truncated, zero bytes, not an image), unsupported modes
 (e.g. CMYK JPEG are accepted: TF converts them; exotic modes are reported), names that do not
 match the LookBook pattern, products without a CLEAN1 or a CLEAN0 image, images too small or
-absurdly large. The user's files are only read, never modified.
+absurdly large, links that lead to no file (a symbolic link loop, a dangling link), which count as
+undecodable. The user's files are only read, never modified.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from collections import Counter
@@ -21,7 +23,7 @@ from PIL import Image
 if TYPE_CHECKING:  # lookbook imports TensorFlow: imported where used
     from .lookbook import PairedDataset
 
-__all__ = ["Issue", "Report", "verify_dataset", "check_image"]
+__all__ = ["Issue", "Report", "verify_dataset", "check_image", "unreadable"]
 
 MIN_SIDE = 8
 MAX_SIDE = 20000
@@ -89,15 +91,30 @@ class Report:
         return "\n".join(lines)
 
 
+def unreadable(path: str | Path) -> str | None:
+    """Why `path` cannot be opened (a loop of symbolic links, a link to nothing, no
+    permission), or None when it can be."""
+    path = Path(path)
+    try:
+        path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a loop of symbolic links"
+        if e.errno == errno.ENOENT and path.is_symlink():
+            return f"a symbolic link to {os.readlink(path)}, which does not exist"
+        return e.strerror or str(e)
+    return None
+
+
 def check_image(
     path: str | Path, min_side: int = MIN_SIDE, max_side: int = MAX_SIDE, max_pixels=MAX_PIXELS
 ) -> tuple[str, str] | None:
     """``None`` if the image is usable, else ``(kind, reason)``. Reads the file only."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        return "decode", f"cannot read ({e.strerror or e})"
+    why = unreadable(path)
+    if why is not None:
+        return "decode", f"cannot read ({why})"
+    size = path.stat().st_size
     if size == 0:
         return "decode", "empty file (0 bytes)"
     try:
@@ -149,7 +166,11 @@ def verify_dataset(
         data = load_pairs(data, manifest=manifest)
     report = Report(str(data.manifest or data.root))
     for path in data.unmatched:
-        report.add("name", path, "name does not match PID<id>_CLEAN<0|1>_IID<id>.<jpg|png>")
+        why = unreadable(path)
+        if why is not None:
+            report.add("decode", path, f"cannot read ({why})")
+        else:
+            report.add("name", path, "name does not match PID<id>_CLEAN<0|1>_IID<id>.<jpg|png>")
     files = data.all_files()
     report.num_files = len(files) + len(set(data.unmatched) - set(files))
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
