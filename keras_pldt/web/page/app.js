@@ -170,6 +170,7 @@ async function start() {
   const started = performance.now();
   state.model = await loadAndCompile(card.file, options);
   const loadMs = performance.now() - started;
+  await runModel(new Uint8Array(state.size * state.size * 3).fill(255));  // warm-up
   $('status').textContent = `model ready (${card.file}, loaded in ${loadMs.toFixed(0)} ms)`;
   for (const id of ['camera', 'files']) {
     $(id).addEventListener('change', async (event) => {
