@@ -11,6 +11,8 @@ random tensors in [-1, 1]) and the reference (the step of `shared/bench/torch_pl
 networks imported from that file, the step copied verbatim), both with the same thread count.
 Then they are timed alternately, `--rounds` times `--steps` steps each (ours, ref, ours, ref,
 ...), so machine noise hits both alike; the best round of each is reported (the median too).
+The reference's networks are built for 64 px images only: at another `--size` one line says
+so and our step is timed alone (its row's reference fields are null).
 
 `--preset` picks the recipe of our step (`paper` by default; `robust` adds the L1, SSIM and
 pixel-contrast terms, spectral norm, DiffAugment, feature matching, D_A's joint batch with its
@@ -58,6 +60,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "bench" / "torch_pldt.py"
 RESULTS = ROOT / "benchmarks" / "results" / "train_step.json"
+#: Image sizes the reference's networks are built for (its encoder ends in a 4x4 map at 64 px).
+REFERENCE_SIZES = (64,)
 FMA_UNITS_PER_CORE = 2  # assumption: two FMA pipes per core (Zen 3, Skylake-SP/Ice Lake server)
 
 
@@ -380,26 +384,46 @@ class Worker:
 
 
 # ---------------------------------------------------------------------------- comparisons
+def reference_note(size: int) -> str | None:
+    """The line printed when the reference has no networks of `size` px, else None."""
+    if size in REFERENCE_SIZES:
+        return None
+    sizes = ", ".join(str(s) for s in REFERENCE_SIZES)
+    return (
+        f"reference: torch_pldt.py builds {sizes} px networks only, none of {size} px; "
+        "timing ours alone"
+    )
+
+
 def bench_width(args, width: int, mach: dict) -> dict:
     ours = Worker("ours", args, width)
     compare = args.preset != "paper" or args.set
     paper = Worker("ours", args, width, preset="paper") if compare else None
-    ref = Worker("torch", args, width)
+    ref = Worker("torch", args, width) if reference_note(args.size) is None else None
     t_ours, t_paper, t_ref = [], [], []
     for _ in range(args.rounds):
         t_ours.append(ours.run(args.steps) / args.steps)
         if paper is not None:
             t_paper.append(paper.run(args.steps) / args.steps)
-        t_ref.append(ref.run(args.steps) / args.steps)
-    rss_ours, rss_ref = ours.close(), ref.close()
+        if ref is not None:
+            t_ref.append(ref.run(args.steps) / args.steps)
+    rss_ours = ours.close()
+    rss_ref = ref.close() if ref is not None else None
     if paper is not None:
         paper.close()
     upsampling = step_config(args, width).upsampling
     flops = step_flops(width, args.size, args.batch, upsampling)
-    best_o, best_r = min(t_ours), min(t_ref)
-    ips_o, ips_r = args.batch / best_o, args.batch / best_r
-    gf_o, gf_r = flops / best_o / 1e9, flops / best_r / 1e9
+    best_o = min(t_ours)
+    best_r = min(t_ref) if t_ref else None
+    ips_o = args.batch / best_o
+    ips_r = args.batch / best_r if best_r else None
+    gf_o = flops / best_o / 1e9
+    gf_r = flops / best_r / 1e9 if best_r else None
     peak = mach["fp32_peak_gflops"]
+
+    def ratio(value, of):
+        return round(value / of, 3) if value is not None and of else None
+
     row = {
         "width": width,
         "batch": args.batch,
@@ -417,13 +441,15 @@ def bench_width(args, width: int, mach: dict) -> dict:
         "ours_step_s": [round(t, 4) for t in t_ours],
         "reference_step_s": [round(t, 4) for t in t_ref],
         "ours_images_per_s": round(ips_o, 3),
-        "reference_images_per_s": round(ips_r, 3),
-        "ratio_best": round(ips_o / ips_r, 3),
-        "ratio_median": round(statistics.median(t_ref) / statistics.median(t_ours), 3),
+        "reference_images_per_s": round(ips_r, 3) if ips_r else None,
+        "ratio_best": ratio(ips_o, ips_r),
+        "ratio_median": ratio(statistics.median(t_ref), statistics.median(t_ours))
+        if t_ref
+        else None,
         "ours_gflops": round(gf_o, 1),
-        "reference_gflops": round(gf_r, 1),
+        "reference_gflops": round(gf_r, 1) if gf_r is not None else None,
         "ours_fraction_of_fp32_peak": round(gf_o / peak, 3),
-        "reference_fraction_of_fp32_peak": round(gf_r / peak, 3),
+        "reference_fraction_of_fp32_peak": ratio(gf_r, peak),
         "ours_peak_rss_mb": rss_ours,
         "reference_peak_rss_mb": rss_ref,
     }
@@ -438,6 +464,16 @@ def bench_width(args, width: int, mach: dict) -> dict:
             f"\n    {recipe} step / paper step {row['step_vs_paper']:.3f} "
             f"(median {row['step_vs_paper_median']:.3f}); paper step_s {row['paper_step_s']}"
         )
+    if ref is None:
+        print(
+            f"width {width:4d} B={args.batch} {args.size}px {recipe} {args.precision:8s} "
+            f"ours {ips_o:7.2f} img/s alone\n"
+            f"    step {flops / 1e9:.1f} GFLOP: ours {gf_o:.1f} GFLOP/s = {gf_o / peak:.1%} of "
+            f"peak; peak RSS ours {rss_ours:.0f} MB\n    ours step_s {row['ours_step_s']}"
+            f"{vs_paper}",
+            flush=True,
+        )
+        return row
     print(
         f"width {width:4d} B={args.batch} {args.size}px {recipe} {args.precision:8s} "
         f"ours {ips_o:7.2f} img/s  ref(fp32 torch) {ips_r:7.2f} img/s  "
@@ -513,7 +549,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--widths", default="32,128", help="base widths, comma-separated")
     ap.add_argument("--batch", type=int, default=32, help="batch size")
-    ap.add_argument("--size", type=int, default=64, help="image side (px)")
+    ap.add_argument("--size", type=int, default=64, help="image side (px); the reference: 64 only")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per round")
     ap.add_argument("--rounds", type=int, default=2, help="alternating timing rounds")
     ap.add_argument("--precision", choices=PRECISIONS, default="float32", help="our precision")
@@ -568,6 +604,9 @@ def main(argv=None) -> None:
     if args.curve:
         host["curve_" + args.precision] = curve(args)
     else:
+        note = reference_note(args.size)
+        if note is not None:
+            print(note, flush=True)
         for width in [int(w) for w in args.widths.split(",") if w]:
             key = run_key(args, width)
             runs[key] = bench_width(args, width, mach)
