@@ -383,7 +383,7 @@ class Format:
 def _tflite(job: _Job, fmt: Format, folder: Path) -> Path:
     calibration = job.calibration if fmt.quantization == "int8" else None
     source = job.savedmodel
-    if fmt.quantization == "dynamic":  # TFLite's hybrid transposed conv is 27-49x slow: as convs
+    if fmt.quantization == "dynamic":  # TFLite's hybrid transposed conv is slow: draw it as convs
         from keras_pldt.kernels import with_subpixel_transposed_convs
 
         source = job.scratch / "subpixel"

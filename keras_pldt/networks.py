@@ -81,7 +81,7 @@ class GroupedBatchNormalization(layers.BatchNormalization):
             return self._record_call(inputs)
         if self.synchronized:
             return super().call(inputs, training=training, mask=mask)
-        if len(inputs.shape) == 4 and _fused_kernel_applies(inputs.dtype):
+        if len(inputs.shape) == 4 and kernels.fused_batch_norm_applies(inputs.dtype):
             return self._fused_call(inputs, groups)
         if groups == 1:
             return super().call(inputs, training=training, mask=mask)
@@ -99,7 +99,8 @@ class GroupedBatchNormalization(layers.BatchNormalization):
     def _record_call(self, inputs):
         """A plain training call (one batch, statistics synchronised across replicas when the
         layer is) that also writes its (mean, biased variance) to `statistics`."""
-        if len(inputs.shape) == 4 and not self.synchronized and _fused_kernel_applies(inputs.dtype):
+        fused = kernels.fused_batch_norm_applies(inputs.dtype)
+        if len(inputs.shape) == 4 and not self.synchronized and fused:
             return self._fused_call(inputs, 1)
         x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         mean, variance = self._moments(x, None)
@@ -111,7 +112,7 @@ class GroupedBatchNormalization(layers.BatchNormalization):
         """Training-mode normalisation with recorded statistics, held constant: gradients reach
         the inputs through the scale alone, and the moving statistics stay as they are."""
         mean, variance = tf.stop_gradient(mean), tf.stop_gradient(variance)
-        if len(inputs.shape) == 4 and _fused_kernel_applies(inputs.dtype):
+        if len(inputs.shape) == 4 and kernels.fused_batch_norm_applies(inputs.dtype):
             return kernels.fused_batch_norm_with(self, inputs, mean, variance)
         x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         return self._normalise(x, tf.cast(mean, x.dtype), tf.cast(variance, x.dtype))
@@ -129,12 +130,6 @@ class GroupedBatchNormalization(layers.BatchNormalization):
         if self.statistics_mode == "record":
             self.statistics[self.name] = (means[0], variances[0])
         return outputs
-
-
-def _fused_kernel_applies(dtype) -> bool:
-    """Whether `GroupedBatchNormalization`'s training calls run the fused kernel
-    (`kernels.fused_batch_norm_applies`)."""
-    return kernels.fused_batch_norm_applies(dtype)
 
 
 def _layers_of(kind: type, *models: keras.Model | None) -> list:

@@ -406,11 +406,11 @@ class RunFolder:
         self.restore(model, which)
         return model
 
-    def restore(self, model, which: str = "last", saved: PLDTConfig | None = None) -> None:
+    def restore(self, model, which: str = "last") -> None:
         """Load the last or best checkpoint into a compiled `model` of this run.
 
         Every runtime setting builds the same layers and variables (`subpixel_convs` included),
-        so `saved`, the config the checkpoint was written with, changes nothing. A checkpoint
+        so a resume may change them. A checkpoint
         that does not fit the model raises RunError, which names a checkpoint of the earlier
         layout, whose fast-kernel layer classes stored their variables apart."""
         import h5py

@@ -8,8 +8,8 @@ import tensorflow as tf
 from helpers import EPS32, adam_step, assert_close, sum_ulps, tolerance
 from toy import toy_arrays
 
+from keras_pldt import kernels, networks
 from keras_pldt import losses as L
-from keras_pldt import networks
 from keras_pldt.config import PLDTConfig
 from keras_pldt.data.batch import Batch
 from keras_pldt.model import PLDT
@@ -84,7 +84,7 @@ def test_grouped_batch_norm_matches_separate_calls():
 def test_grouped_batch_norm_kernel_matches_keras_batch_norm(groups):
     """The CPU fused kernel (`FusedBatchNormV3` per slice) against Keras' own layer called
     once per slice: outputs, input and weight gradients, moving statistics."""
-    assert networks._fused_kernel_applies(tf.float32)  # the path under test (no GPU here)
+    assert kernels.fused_batch_norm_applies(tf.float32)  # the path under test (no GPU here)
     options = dict(momentum=0.9, epsilon=1e-5, gamma_initializer="random_normal")
     keras.utils.set_random_seed(0)
     ours, ref = GroupedBatchNormalization(**options), keras.layers.BatchNormalization(**options)
