@@ -300,6 +300,34 @@ def test_demo_closes_idle_and_slow_connections_and_logs_a_client_that_leaves(ser
     assert "converted gone.png" not in log and "rejected gone.png" not in log
 
 
+def _raw(url: str, request: bytes) -> bytes:
+    host, port = url.split("/")[2].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        return connection.recv(4096)
+
+
+def test_demo_answers_411_and_414_and_serves_beside_50_idle_sockets(server):
+    """No Content-Length: 411; a 70 KB request line: 414; 50 idle sockets hold no one up and
+    are closed after the timeout."""
+    url, _, _ = server
+    host, port = url.split("/")[2].split(":")
+    missing = _raw(url, b"POST /convert HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert missing.startswith(b"HTTP/1.0 411") or missing.startswith(b"HTTP/1.1 411"), missing
+    long = _raw(url, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert long.split(b" ")[1] == b"414", long[:100]
+    idle = [socket.create_connection((host, int(port)), timeout=30) for _ in range(50)]
+    try:
+        photo = io.BytesIO()
+        Image.new("RGB", (60, 40), (200, 40, 30)).save(photo, format="PNG")
+        status, answer = _post(url, photo.getvalue(), "photo.png")
+        assert status == 200, answer
+        assert all(connection.recv(1) == b"" for connection in idle)  # closed by the server
+    finally:
+        for connection in idle:
+            connection.close()
+
+
 # ---------------------------------------------------------------------------- item 10
 def test_demo_main_quiets_tensorflow(monkeypatch, tmp_path):
     """demo's main sets TensorFlow's C++ log level (no 'failed call to cuInit') before it
@@ -328,9 +356,7 @@ def test_benchmark_at_a_size_the_reference_lacks_times_ours_alone(tmp_path):
     command += ["--widths", "2", "--batch", "2", "--steps", "1", "--rounds", "1"]
     command += ["--threads", "1", "--out", str(out)]
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env
-    )
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     notes = [line for line in result.stdout.splitlines() if "reference" in line and "128" in line]
