@@ -467,7 +467,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _host_allowed(self) -> bool:
         """False (after a 403) when the server serves this machine only and the request's
-        Host is another name: a page that rebinds its own name to 127.0.0.1 gets nothing."""
+        Host is another name: a page that rebinds its own name to 127.0.0.1 gets nothing. A
+        request without a Host header (HTTP/1.0; never a browser's) is answered."""
         allowed, host = self.server.allowed_hosts, self.headers.get("Host")
         if allowed is None or host is None or host_name(host) in allowed:
             return True
