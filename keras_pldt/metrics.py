@@ -19,6 +19,14 @@ work in ``converter.compile(metrics=[RMSE(), CSSIM()])`` / ``converter.evaluate(
   the true product, next to chance ``k / P``.
 * **Sharpness**: mean gradient energy (squared finite differences of the grey image) of the
   generated images divided by that of the ground-truth targets (1.0 = as sharp as real).
+* **Spectral gap** (:func:`spectral_gap`, realism that an artefact cannot raise): the power
+  spectra of the generated images and of the real targets along rows and along columns (1-D
+  DFT power at each frequency, averaged over images, lines and channels; powers below the 8-bit
+  quantisation noise :data:`SPECTRUM_FLOOR` count as that floor); the gap is the largest
+  ``|log10(P_generated / P_real)|`` over both axes and every frequency but 0, in decades. 0 =
+  the real photos' spectrum; blur lacks power at high frequencies and a grid, blocky or mottled
+  texture adds power at its frequencies (periods 2, 4, 8 px for the x2 upsampling stages), so
+  both raise it.
 * **Synthetic attributes** (:func:`colour_predictions`, :func:`category_predictions`): the
   dominant garment colour (nearest palette colour, votes over garment pixels) and the category
   whose silhouette template has the highest IoU with the garment mask.
@@ -32,6 +40,10 @@ import tensorflow as tf
 
 SSIM_SETTINGS = {"max_val": 1.0, "filter_size": 11, "filter_sigma": 1.5, "k1": 0.01, "k2": 0.03}
 """The documented settings of C-SSIM (Wang et al. 2004 defaults; max_val 1 for [0, 1] images)."""
+
+SPECTRUM_FLOOR = (1.0 / 255.0) ** 2 / 12.0
+"""Power per frequency of 8-bit quantisation noise (variance of a uniform error of 1/255), in
+the units of :func:`power_spectra`: the least power a photo saved as uint8 resolves."""
 
 GARMENT_THRESHOLD = 0.25
 """A pixel belongs to the garment when some channel is this far below white (in [0, 1])."""
@@ -245,6 +257,63 @@ def sharpness_ratio(generated, target) -> float:
     """Gradient energy of ``generated`` over that of ``target`` (1.0 = as sharp as the real)."""
     ref = gradient_energy(target)
     return float(gradient_energy(generated) / ref) if ref > 0 else float("nan")
+
+
+# ----------------------------------------------------------------------------- spectral gap
+def power_spectra(images, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(along rows [W // 2], along columns [H // 2]) float64: power of the 1-D DFT of each
+    image line at the frequencies k / W (k = 1 .. W // 2) and k / H, averaged over images, lines
+    and channels (images in [0, 1]). Power is ``|DFT|^2 / length``, so white noise of variance v
+    has power v at every frequency."""
+    x = _batch(images)
+    n, h, w, c = x.shape
+    if n == 0:
+        raise ValueError("power_spectra needs at least one image")
+    rows, cols = np.zeros(w // 2 + 1), np.zeros(h // 2 + 1)
+    for s in range(0, n, chunk):
+        part = x[s : s + chunk].astype(np.float64)
+        rows += (np.abs(np.fft.rfft(part, axis=2)) ** 2).sum(axis=(0, 1, 3))
+        cols += (np.abs(np.fft.rfft(part, axis=1)) ** 2).sum(axis=(0, 2, 3))
+    return rows[1:] / (n * h * c * w), cols[1:] / (n * w * c * h)
+
+
+def spectral_log_ratio(generated, target=None, reference=None) -> tuple[np.ndarray, np.ndarray]:
+    """(along rows, along columns): ``log10`` of the generated images' power over the real
+    images' at each frequency of :func:`power_spectra`, both floored at :data:`SPECTRUM_FLOOR`;
+    > 0 where the generated images have too much power (artefacts, noise), < 0 too little (blur).
+    ``reference`` is ``power_spectra(target)``, for scoring several sets against one."""
+    ref = power_spectra(target) if reference is None else reference
+    gen = power_spectra(generated)
+    if [len(a) for a in gen] != [len(a) for a in ref]:
+        raise ValueError("generated and real images differ in size")
+    return tuple(
+        np.log10(np.maximum(g, SPECTRUM_FLOOR) / np.maximum(r, SPECTRUM_FLOOR))
+        for g, r in zip(gen, ref, strict=True)
+    )
+
+
+def spectral_gap_details(generated, target=None, reference=None) -> dict:
+    """The spectral gap (module doc) and where it lies: ``spectral_gap`` (decades, >= 0),
+    ``spectral_gap_period`` (px: the period of that frequency along its axis) and
+    ``spectral_gap_sign`` (+1 too much power there, -1 too little)."""
+    g = _batch(generated)
+    rows, cols = spectral_log_ratio(g, target, reference)
+    best = {}
+    for ratio, length in ((rows, g.shape[2]), (cols, g.shape[1])):
+        k = int(np.argmax(np.abs(ratio)))
+        if not best or abs(ratio[k]) > best["spectral_gap"]:
+            best = {
+                "spectral_gap": float(abs(ratio[k])),
+                "spectral_gap_period": float(length / (k + 1)),
+                "spectral_gap_sign": 1 if ratio[k] >= 0 else -1,
+            }
+    return best
+
+
+def spectral_gap(generated, target=None, reference=None) -> float:
+    """Largest ``|log10|`` ratio of the generated images' power spectrum to the real images'
+    (module doc): 0 for the real spectrum; blur and grid artefacts raise it."""
+    return spectral_gap_details(generated, target, reference)["spectral_gap"]
 
 
 # ----------------------------------------------------------------------------- synthetic attributes

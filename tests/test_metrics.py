@@ -115,6 +115,74 @@ def test_sharpness_ratio():
     assert M.sharpness_ratio(blurred, x) < 0.8
 
 
+def _renders(count, size, offset=0):
+    """Real product photos: synthetic product renders of `count` attribute combinations."""
+    from itertools import product
+
+    from keras_pldt.datasets.synthetic import PATTERNS, render_product
+
+    combos = list(product(CATEGORIES, PALETTE, PATTERNS))
+    combos = [combos[i] for i in np.random.default_rng(0).permutation(len(combos))]
+    picked = combos[offset : offset + count]
+    return np.stack([render_product(c, k, p, size) for c, k, p in picked]) / np.float32(255.0)
+
+
+def _grid(images, period, amplitude):
+    """`images` with a checkerboard of `period` px (blocks of period / 2) of +-amplitude."""
+    size = images.shape[1]
+    yy, xx = np.mgrid[0:size, 0:size] // (period // 2)
+    sign = ((xx + yy) % 2) * 2.0 - 1.0
+    return np.clip(images + amplitude * sign[None, :, :, None], 0, 1).astype(np.float32)
+
+
+def _box_blur(images):
+    x = images
+    return (x + np.roll(x, 1, 1) + np.roll(x, 1, 2) + np.roll(x, -1, 1) + np.roll(x, -1, 2)) / 5
+
+
+def test_power_spectra_units():
+    """White noise of variance v has power v at every frequency; a constant image has none."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.5, 0.1, (64, 32, 48, 3))
+    rows, cols = M.power_spectra(noise)
+    assert rows.shape == (24,) and cols.shape == (16,)
+    # each frequency: a mean of 64 * 32 * 3 (or 64 * 48 * 3) exponential powers of mean 0.01
+    for p, lines in ((rows, 32), (cols, 48)):
+        assert np.all(np.abs(p / 0.01 - 1) < 6 / np.sqrt(64 * lines * 3))  # 6 standard errors
+    flat = M.power_spectra(np.full((2, 16, 16, 3), 0.7))
+    assert all(np.all(p < tolerance(0.7**2 * 16, 16)) for p in flat)  # DFT rounding only
+
+
+def test_spectral_gap_real_photos_score_as_real_at_every_size():
+    """Product photos against themselves: 0; against photos of other products: well within a
+    factor 2 of power at every frequency."""
+    for size in (64, 128, 256):
+        real, other = _renders(40, size), _renders(40, size, offset=40)
+        assert M.spectral_gap(real, real) == 0.0  # log10(p / p)
+        assert M.spectral_gap(other, real) < np.log10(2) / 2
+
+
+def test_spectral_gap_grid_artefacts_and_blur_score_worse_than_real():
+    """A small 2- or 4-px checkerboard (about 8 grey levels) or blur puts the outputs' spectrum
+    several times as far from the real photos' as the photos of other products are, where
+    the sharpness ratio counts the grid as detail."""
+    for size in (64, 128, 256):
+        real, other = _renders(40, size), _renders(40, size, offset=40)
+        real_range = M.spectral_gap(other, real)
+        reference = M.power_spectra(real)
+        for period in (2, 4):
+            weak = M.spectral_gap_details(_grid(real, period, 0.015), reference=reference)
+            strong = M.spectral_gap_details(_grid(real, period, 0.03), reference=reference)
+            assert strong["spectral_gap"] > 4 * real_range, (size, period, strong)
+            assert strong["spectral_gap"] > weak["spectral_gap"] > real_range, (size, period)
+            assert strong["spectral_gap_period"] == period and strong["spectral_gap_sign"] == 1
+            assert M.sharpness_ratio(_grid(real, period, 0.03), real) > 1.0  # sharpness is fooled
+        blurred = M.spectral_gap_details(_box_blur(real), real)
+        assert blurred["spectral_gap"] > 4 * real_range and blurred["spectral_gap_sign"] == -1
+        twice = M.spectral_gap(_box_blur(_box_blur(real)), reference=reference)
+        assert twice > blurred["spectral_gap"]
+
+
 def test_colour_and_category_on_ground_truth_products(tmp_path):
     from PIL import Image
 
