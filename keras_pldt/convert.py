@@ -36,12 +36,12 @@ SIDE_BY_SIDE = "_side_by_side"
 
 
 def collect_inputs(path: Path) -> list[Path]:
-    """`path` itself, or the files under it as `keras_pldt.data.lookbook.list_files` lists them
+    """`path` itself, or the files under it as `keras_pldt.runtime.list_files` lists them
     (links that lead to no file included, so that they are reported)."""
     if path.is_file():
         return [path]
     if path.is_dir():
-        from keras_pldt.data.lookbook import list_files
+        from keras_pldt.runtime import list_files
 
         return list_files(path)
     raise FileNotFoundError(f"--input {path} does not exist")

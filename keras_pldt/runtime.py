@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -134,13 +135,35 @@ POSTPROCESSING = "uint8 pixel = round(clip((y + 1) * 127.5, 0, 255)); y in [-1, 
 INPUT, OUTPUT = "preprocessed photo(s)", "generated product image(s), tanh"
 
 
+def _leads_nowhere(path: Path) -> bool:
+    """A link that reaches no file or folder: a loop, a dangling link, an unreadable target."""
+    return path.is_symlink() and not os.path.exists(path)
+
+
+def list_files(folder: str | Path) -> list[Path]:
+    """The files under `folder`, recursively and sorted, names starting with "." left out at
+    any depth; with them every link there that leads nowhere (a loop such as ``ln -s B.jpg
+    A.jpg; ln -s A.jpg B.jpg``, a dangling link, a target that cannot be read), so that the
+    code that opens them names and counts them as unreadable files. Links to folders are not
+    followed. The one listing of a folder's files: the data tools, training, convert and export.
+    """
+    folder = Path(folder)
+    found = []
+    for path in folder.rglob("*"):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        try:
+            wanted = path.is_file() or _leads_nowhere(path)
+        except OSError:  # e.g. a link into a folder this user may not read
+            wanted = True
+        if wanted:
+            found.append(path)
+    return sorted(found)
+
+
 def list_images(folder: str | Path) -> list[Path]:
-    """The image files under `folder` (by extension, recursively, hidden ones left out), sorted."""
-    return sorted(
-        p
-        for p in Path(folder).rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
+    """The image files under `folder` by extension (`list_files`), sorted."""
+    return [p for p in list_files(folder) if p.suffix.lower() in IMAGE_EXTENSIONS]
 
 
 def load_photos(paths, size: int) -> tuple[np.ndarray, list[np.ndarray]]:

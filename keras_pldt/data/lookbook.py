@@ -16,7 +16,6 @@ ratio, fill the margins at both ends with 255 (the image is centred), scale to [
 from __future__ import annotations
 
 import csv
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from keras_pldt.errors import DataError
-from keras_pldt.runtime import letterbox, to_float
+from keras_pldt.runtime import letterbox, list_files, to_float
 
 __all__ = [
     "DataError",
@@ -165,32 +164,6 @@ def _sorted(products: dict[str, Product]) -> dict[str, Product]:
         p = products[pid]
         out[pid] = Product(pid, sorted(p.sources), sorted(p.targets))
     return out
-
-
-def _leads_nowhere(path: Path) -> bool:
-    """A link that reaches no file or folder: a loop, a dangling link, an unreadable target."""
-    return path.is_symlink() and not os.path.exists(path)
-
-
-def list_files(folder: str | Path) -> list[Path]:
-    """The files under `folder`, recursively and sorted, names starting with "." left out at
-    any depth; with them every link there that leads nowhere (a loop such as ``ln -s B.jpg
-    A.jpg; ln -s A.jpg B.jpg``, a dangling link, a target that cannot be read), so that the
-    code that opens them names and counts them as unreadable files. Links to folders are not
-    followed. The one listing of a folder's files for the data tools, training and convert.
-    """
-    folder = Path(folder)
-    found = []
-    for path in folder.rglob("*"):
-        if any(part.startswith(".") for part in path.relative_to(folder).parts):
-            continue
-        try:
-            wanted = path.is_file() or _leads_nowhere(path)
-        except OSError:  # e.g. a link into a folder this user may not read
-            wanted = True
-        if wanted:
-            found.append(path)
-    return sorted(found)
 
 
 def _scan(folder: Path, unmatched: list[Path]) -> dict[str, Product]:
