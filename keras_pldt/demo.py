@@ -32,7 +32,6 @@ import ctypes
 import io
 import ipaddress
 import json
-import math
 import socket
 import sys
 import threading
@@ -45,9 +44,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from keras_pldt.cards import describe_model
 from keras_pldt.cli import quiet_tensorflow
 from keras_pldt.errors import UploadError
-from keras_pldt.run import RunFolder
 
 PAGE = Path(__file__).with_name("demo_page.html")
 DEFAULT_PORT = 8000
@@ -56,9 +55,6 @@ DEFAULT_MAX_MEGAPIXELS = 40.0
 DEFAULT_DISPLAY_SIZE = 256
 #: Photos up to this size are decoded whole; larger ones are shrunk while decoding.
 DEFAULT_FULL_MEGAPIXELS = 12.5
-#: An oversized photo is shrunk by the largest whole factor that keeps its longer side at
-#: least this long (16 times the paper's 64 px): the letterbox still averages 16 x 16 boxes.
-SHRUNK_SIDE = 1024
 #: Photos decoded and converted at once, and uploads that may wait for them.
 DEFAULT_WORKERS = 1
 DEFAULT_QUEUE = 4
@@ -66,166 +62,9 @@ DEFAULT_QUEUE = 4
 DEFAULT_TIMEOUT_S = 30.0
 #: Host names that reach a server bound to a loopback address (besides that address).
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
-#: PIL's transposition of each EXIF orientation (as `PIL.ImageOps.exif_transpose`).
-ORIENTATIONS = {
-    2: "FLIP_LEFT_RIGHT",
-    3: "ROTATE_180",
-    4: "FLIP_TOP_BOTTOM",
-    5: "TRANSPOSE",
-    6: "ROTATE_270",
-    7: "TRANSVERSE",
-    8: "ROTATE_90",
-}
-FORMATS = {
-    "keras": "Keras (.keras)",
-    "savedmodel": "TensorFlow SavedModel",
-    "tflite": "TFLite (LiteRT) flatbuffer",
-    "onnx": "ONNX",
-}
-#: Training settings shown on their own line, in this order (other non-paper values follow).
-KEY_SETTINGS = ("variant", "base_filters", "upsampling", "batch_size", "learning_rate")
-#: Fields that do not change what a run learns; left out of the preset comparison.
-EXECUTION_ONLY = ("cache", "jit_compile")
-
-
-# ---------------------------------------------------------------------------- model description
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def find_model_card(model: Path) -> dict[str, Any] | None:
-    """The `model_card.json` written by `keras_pldt.export` next to (or inside) the model."""
-    candidates = [model / "model_card.json", model / "savedmodel" / "model_card.json"]
-    if model.is_file():
-        candidates = [model.parent / "model_card.json"]
-    for path in candidates:
-        card = _read_json(path) if path.is_file() else None
-        if card is not None:
-            return card
-    return None
-
-
-def find_config(model: Path, card: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The training config: the model card's, else a config.json of the run or export folder."""
-    if card is not None and isinstance(card.get("config"), dict):
-        return card["config"]
-    folder = model if model.is_dir() else model.parent
-    for path in (RunFolder(folder).config_path, RunFolder(folder.parent).config_path):
-        config = _read_json(path) if path.is_file() else None
-        if config is not None:
-            return config
-    return None
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value) if value not in ("", None) else "none"
-
-
-def preset_summary(config: dict[str, Any]) -> str:
-    """The closest named preset and the fields where the config departs from it."""
-    from keras_pldt.config import PRESETS, get_preset
-
-    def departures(name: str) -> dict[str, Any]:
-        full = get_preset(name).to_dict()
-        return {
-            k: config[k]
-            for k in full
-            if k in config and k not in EXECUTION_ONLY and config[k] != full[k]
-        }
-
-    name, changed = min(((n, departures(n)) for n in PRESETS), key=lambda item: len(item[1]))
-    if not changed:
-        return name
-    return f"{name} with " + ", ".join(f"{k}={_value(v)}" for k, v in changed.items())
-
-
-def training_rows(config: dict[str, Any] | None) -> list[tuple[str, str]]:
-    if config is None:
-        return [("training", "not recorded (no model_card.json or config.json with the model)")]
-    from keras_pldt.config import PLDTConfig
-
-    paper = PLDTConfig().to_dict()
-    key = [f"{k} {_value(config[k])}" for k in KEY_SETTINGS if k in config]
-    if "epochs" in config:
-        key.append(f"epochs {config['epochs']} + {config.get('decay_epochs', 0)} decay")
-    shown = {*KEY_SETTINGS, "epochs", "decay_epochs", "image_size", *EXECUTION_ONLY}
-    beyond = [
-        f"{k} {_value(v)}"
-        for k, v in config.items()
-        if k in paper and k not in shown and v != paper[k]
-    ]
-    rows = [("preset", preset_summary(config)), ("training", ", ".join(key) or "not recorded")]
-    rows.append(("beyond the paper", ", ".join(beyond) or "nothing: the published recipe"))
-    data = config.get("data") or config.get("manifest")
-    rows.append(("training data", str(data) if data else "not recorded"))
-    return rows
-
-
-def describe_model(model: Path, kind: str, image_size: int) -> list[tuple[str, str]]:
-    """(label, value) rows for the page: file, format, image size, training settings, data."""
-    card = find_model_card(model)
-    fmt = FORMATS.get(kind, kind)
-    if card is not None and card.get("format"):
-        fmt = str(card["format"])
-        if card.get("quantization"):
-            fmt += f", {card['quantization']}"
-    rows = [("model", str(model)), ("format", fmt), ("image size", f"{image_size} × {image_size}")]
-    return rows + training_rows(find_config(model, card))
 
 
 # ---------------------------------------------------------------------------- conversion
-def _shrunk(image, full_pixels: int):
-    """An opened, oversized photo -> RGB uint8 [H / k, W / k, 3] of at most `full_pixels`
-    pixels, its longer side at least `SHRUNK_SIDE`, holding one full-size copy at a time: JPEG
-    is decoded at a reduced DCT scale (`draft`), then PIL's `reduce` averages k x k boxes (of
-    alpha-premultiplied pixels, so a transparent pixel adds nothing), and each image is closed
-    once the next is made. EXIF rotation and alpha on white as `keras_pldt.runtime.read_photo`.
-    """
-    import numpy as np
-    from PIL import Image
-
-    def shrink(width: int, height: int) -> int:
-        under = math.ceil(math.sqrt(width * height / full_pixels))
-        return max(1, under, max(width, height) // SHRUNK_SIDE)
-
-    orientation = image.getexif().get(0x0112)
-    width, height = image.size
-    factor = shrink(width, height)
-    image.draft("RGB", (math.ceil(width / factor), math.ceil(height / factor)))
-    image.load()
-    alpha = image.mode in ("RGBA", "LA", "PA") or (
-        image.mode == "P" and "transparency" in image.info
-    )
-
-    def swap(new) -> None:
-        nonlocal image
-        if new is not image:
-            image.close()
-            image = new
-
-    for mode in ("RGBA", "RGBa") if alpha else ("RGB",):
-        if image.mode != mode:
-            swap(image.convert(mode))
-    factor = shrink(image.width, image.height)
-    if factor > 1:
-        swap(image.reduce(factor))
-    if orientation in ORIENTATIONS:
-        swap(image.transpose(getattr(Image.Transpose, ORIENTATIONS[orientation])))
-    pixels = np.asarray(image, dtype=np.uint8)
-    image.close()
-    if alpha:  # premultiplied colour over white: c * a / 255 + 255 - a
-        pixels = (pixels[..., :3] + (255 - pixels[..., 3:]).astype(np.uint16)).clip(0, 255)
-    return np.ascontiguousarray(pixels, dtype=np.uint8)
-
-
 def decode_upload(
     data: bytes, name: str, max_pixels: int, full_pixels: int = int(DEFAULT_FULL_MEGAPIXELS * 1e6)
 ):
@@ -233,11 +72,12 @@ def decode_upload(
 
     A photo of at most `full_pixels` pixels is read by `keras_pldt.runtime.read_photo` (so its
     letterbox is training's); a larger one, up to `max_pixels`, is shrunk while it is decoded
-    (`_shrunk`) so no upload holds more than one full-size copy of its pixels.
+    (`keras_pldt.runtime.read_photo_reduced`) so no upload holds more than one full-size copy
+    of its pixels.
     """
     from PIL import Image, UnidentifiedImageError
 
-    from keras_pldt.runtime import read_photo
+    from keras_pldt.runtime import read_photo, read_photo_reduced
 
     if not data:
         raise UploadError(f"{name} is empty (0 bytes)")
@@ -259,7 +99,7 @@ def decode_upload(
         if width * height <= full_pixels:
             return read_photo(io.BytesIO(data))
         with Image.open(io.BytesIO(data)) as image:
-            return _shrunk(image, full_pixels)
+            return read_photo_reduced(image, full_pixels)
     except Exception as error:  # truncated or corrupt image data
         raise UploadError(f"{name} could not be decoded: {error}") from None
 

@@ -34,20 +34,20 @@ import numpy as np
 
 from keras_pldt import __version__, runtime, web
 from keras_pldt.cli import fail, quiet_tensorflow
-from keras_pldt.errors import DataError, ExportError, PLDTError, RunError
+from keras_pldt.errors import ExportError, PLDTError
 from keras_pldt.run import (
     CONFIG,
     FINAL,
     SPLIT,
     TEMP_PREFIX,
-    RunFolder,
     load_converter,
     remove_interrupted_writes,
     writable_folder_problem,
 )
-from keras_pldt.runtime import MODEL_CARD, SAVEDMODEL, Runner, list_images
+from keras_pldt.runtime import MODEL_CARD, SAVEDMODEL, Runner
 from keras_pldt.runtime import preprocess_photo as preprocess_photo
 from keras_pldt.runtime import read_photo as read_photo
+from keras_pldt.samples import load_sample, resolve_data, spread
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 #: Formats written only when --formats names them: the LiteRT.js page (`keras_pldt.web`).
@@ -91,83 +91,6 @@ def _source(run_dir: str | Path | None, model_path: str | Path | None) -> Path:
     if model_path is not None and not Path(model_path).is_file():
         raise ExportError(f"model file {model_path} does not exist")
     return Path(run_dir if run_dir is not None else model_path)
-
-
-# ---------------------------------------------------------------------------- sample photos
-def _sources_first(paths: list[Path]) -> list[Path]:
-    """Prefer source photos (LookBook / synthetic `*_CLEAN0_*`) when the names say which."""
-    return [p for p in paths if "_CLEAN0_" in p.name.upper()] or paths
-
-
-def _spread(paths: list[Path], count: int) -> list[Path]:
-    """`count` paths evenly spread over the sorted list (deterministic)."""
-    if len(paths) <= count:
-        return list(paths)
-    idx = np.linspace(0, len(paths) - 1, count).round().astype(int)
-    return [paths[i] for i in sorted(set(idx.tolist()))]
-
-
-def _split_sources(run_dir: Path, keys: Sequence[str]) -> list[Path]:
-    """Source photos of the first of `keys` (train / val / test) that the run's split lists;
-    [] when the run has no split or its data is gone."""
-    from keras_pldt.data import load_pairs
-
-    run = RunFolder(run_dir)
-    try:
-        split, (data_dir, manifest) = run.read_split(), run.data_of_run()
-        if not split:
-            return []
-        data = load_pairs(data_dir or (None if manifest else split.get("root")), manifest)
-    except (RunError, DataError, OSError):
-        return []
-    for key in keys:
-        groups = data.products if data.folder_splits is None else data.folder_splits.get(key, {})
-        paths = [p for pid in split.get(key) or [] if pid in groups for p in groups[pid].sources]
-        if paths:
-            return sorted(paths)
-    return []
-
-
-def _folder_photos(folder: str | Path, flag: str) -> list[Path]:
-    if not Path(folder).is_dir():
-        raise ExportError(f"{flag} {folder} is not a directory")
-    return _sources_first(list_images(folder))
-
-
-def resolve_data(run_dir, calibration_data, parity_data, image_size: int, workdir: Path):
-    """(calibration paths, parity paths, description): the flags' folders, else the run's
-    split (training photos to calibrate, validation ones for parity), else a synthetic set;
-    parity photos default to the calibration ones."""
-    calib, parity, notes = [], [], []
-    if calibration_data is not None:
-        calib = _folder_photos(calibration_data, "--calibration-data")
-        notes.append(f"calibration: {calibration_data}")
-    elif run_dir is not None and (calib := _split_sources(run_dir, ("train",))):
-        notes.append(f"calibration: {RunFolder(run_dir).split_path} train")
-    if parity_data is not None:
-        parity = _folder_photos(parity_data, "--parity-data")
-        notes.append(f"parity: {parity_data}")
-    elif run_dir is not None and calibration_data is None:
-        if parity := _split_sources(run_dir, ("val", "test")):
-            notes.append(f"parity: {RunFolder(run_dir).split_path} val")
-    if not calib:
-        from keras_pldt.datasets.synthetic import generate
-
-        folder = generate(workdir / "synthetic", 24, 2, seed=0, image_size=max(image_size, 64))
-        calib = _sources_first(list_images(folder))
-        notes.insert(0, "calibration: synthetic set")
-    if not parity:
-        parity = calib
-        notes.append("parity: same images as calibration")
-    return calib, parity, "; ".join(notes)
-
-
-def load_sample(paths: Sequence[Path], image_size: int):
-    """(float32 [N, S, S, 3] in [-1, 1], list of RGB uint8 photos) for readable `paths`."""
-    batch, photos = runtime.load_photos(paths, image_size)
-    if not photos:
-        raise ExportError(f"none of {len(paths)} sample images could be read")
-    return batch, photos
 
 
 # ---------------------------------------------------------------------------- parity
@@ -360,7 +283,7 @@ class _Job:
 
     @cached_property
     def calibration(self) -> np.ndarray:
-        paths = _spread(self.calibration_paths, self.calibration_samples)
+        paths = spread(self.calibration_paths, self.calibration_samples)
         batch, _ = load_sample(paths, self.size)
         self.log(f"int8 calibration: {len(batch)} images")
         return batch
@@ -487,7 +410,7 @@ def export(
             names = [f.name for f in selected]
             job = _Job(model, config, tmp, scratch, names, calib, calibration_samples, log)
             job.web_model = web_model
-            report = _export_into(job, selected, _spread(parity, parity_samples), note)
+            report = _export_into(job, selected, spread(parity, parity_samples), note)
         failed = {n: r for n, r in report["formats"].items() if not r["pass"]}
         if failed and enforce:
             lines = "".join(

@@ -314,18 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def base_config_from_args(args):
     """The preset with the command line's settings. The --set fields also apply over each
-    method's own switches (`pinned`), so one that only a method's switches make valid (e.g.
-    `adversarial_encoder=false` or `pixel_contrast_temperature=0.1` over `--preset paper`,
-    which has no pixel term) is left to the methods: a method that refuses it is named."""
+    method's own switches (`pinned`): a method that cannot use one is named."""
     from keras_pldt.train import resolve_config
 
     try:
         return resolve_config(args)
-    except RunError as e:
-        if not args.set:
-            raise ReproduceError(str(e)) from None
-    try:
-        return resolve_config(argparse.Namespace(**{**vars(args), "set": []}))
     except RunError as e:
         raise ReproduceError(str(e)) from None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,64 @@ INPUT, OUTPUT = "preprocessed photo(s)", "generated product image(s), tanh"
 def _leads_nowhere(path: Path) -> bool:
     """A link that reaches no file or folder: a loop, a dangling link, an unreadable target."""
     return path.is_symlink() and not os.path.exists(path)
+
+
+#: An oversized photo is shrunk by the largest whole factor that keeps its longer side at
+#: least this long (16 times the paper's 64 px): the letterbox still averages 16 x 16 boxes.
+SHRUNK_SIDE = 1024
+#: PIL's transposition of each EXIF orientation (as `PIL.ImageOps.exif_transpose`).
+ORIENTATIONS = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
+
+
+def read_photo_reduced(image, full_pixels: int):
+    """An opened, oversized photo -> RGB uint8 [H / k, W / k, 3] of at most `full_pixels`
+    pixels, its longer side at least `SHRUNK_SIDE`, holding one full-size copy at a time: JPEG
+    is decoded at a reduced DCT scale (`draft`), then PIL's `reduce` averages k x k boxes (of
+    alpha-premultiplied pixels, so a transparent pixel adds nothing), and each image is closed
+    once the next is made. EXIF rotation and alpha on white as `read_photo`.
+    """
+    from PIL import Image
+
+    def shrink(width: int, height: int) -> int:
+        under = math.ceil(math.sqrt(width * height / full_pixels))
+        return max(1, under, max(width, height) // SHRUNK_SIDE)
+
+    orientation = image.getexif().get(0x0112)
+    width, height = image.size
+    factor = shrink(width, height)
+    image.draft("RGB", (math.ceil(width / factor), math.ceil(height / factor)))
+    image.load()
+    alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+
+    def swap(new) -> None:
+        nonlocal image
+        if new is not image:
+            image.close()
+            image = new
+
+    for mode in ("RGBA", "RGBa") if alpha else ("RGB",):
+        if image.mode != mode:
+            swap(image.convert(mode))
+    factor = shrink(image.width, image.height)
+    if factor > 1:
+        swap(image.reduce(factor))
+    if orientation in ORIENTATIONS:
+        swap(image.transpose(getattr(Image.Transpose, ORIENTATIONS[orientation])))
+    pixels = np.asarray(image, dtype=np.uint8)
+    image.close()
+    if alpha:  # premultiplied colour over white: c * a / 255 + 255 - a
+        pixels = (pixels[..., :3] + (255 - pixels[..., 3:]).astype(np.uint16)).clip(0, 255)
+    return np.ascontiguousarray(pixels, dtype=np.uint8)
 
 
 def list_files(folder: str | Path) -> list[Path]:

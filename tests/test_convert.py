@@ -97,7 +97,8 @@ def test_convert_single_bad_file_fails(exported, tmp_path, photos, capsys):
     argv = ["--model", str(exported.final), "--input", str(photos / "c_corrupt.jpg")]
     assert convert_mod.main([*argv, "--output", str(tmp_path / "o")]) == 1
     assert "skipped 1" in capsys.readouterr().out
-    argv = ["--model", str(tmp_path / "nope.tflite"), "--input", "x", "--output", "y"]
+    photo = str(photos / "c_corrupt.jpg")
+    argv = ["--model", str(tmp_path / "nope.tflite"), "--input", photo, "--output", "y"]
     assert convert_mod.main(argv) == 1
     missing = tmp_path / "nope.tflite"
     assert capsys.readouterr().err == f"convert failed: --model {missing} does not exist\n"

@@ -36,6 +36,7 @@ import pytest
 from PIL import Image
 
 from keras_pldt import demo as demo_mod
+from keras_pldt.cards import describe_model
 
 ROOT = Path(__file__).resolve().parents[1]
 GROCERY_VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "grocery_val"
@@ -272,7 +273,7 @@ def test_model_card_describes_an_exported_model(tmp_path):
     folder.mkdir()
     (folder / "converter.tflite").write_bytes(b"")
     (folder / "model_card.json").write_text(json.dumps(card))
-    rows = dict(demo_mod.describe_model(folder / "converter.tflite", "tflite", 64))
+    rows = dict(describe_model(folder / "converter.tflite", "tflite", 64))
     assert rows["format"] == "TFLite (LiteRT) flatbuffer, int8"
     assert rows["image size"] == "64 × 64"
     assert rows["preset"] == "demo"
@@ -282,11 +283,11 @@ def test_model_card_describes_an_exported_model(tmp_path):
 
     changed = {**config, "base_filters": 8, "spectral_norm": False}
     (folder / "model_card.json").write_text(json.dumps({**card, "config": changed}))
-    rows = dict(demo_mod.describe_model(folder / "converter.tflite", "tflite", 64))
+    rows = dict(describe_model(folder / "converter.tflite", "tflite", 64))
     assert rows["preset"] == "demo with base_filters=8, spectral_norm=off"
 
     (folder / "model_card.json").unlink()
-    rows = dict(demo_mod.describe_model(folder / "converter.tflite", "tflite", 64))
+    rows = dict(describe_model(folder / "converter.tflite", "tflite", 64))
     assert rows["format"] == "TFLite (LiteRT) flatbuffer"
     assert rows["training"].startswith("not recorded")
 

@@ -19,6 +19,7 @@ from PIL import Image
 from keras_pldt import export as export_mod
 from keras_pldt import runtime
 from keras_pldt.run import CONFIG
+from keras_pldt.samples import load_sample, sources_first
 
 TFLITE = ("tflite_fp32", "tflite_float16", "tflite_dynamic", "tflite_int8")
 ALL_FORMATS = ("savedmodel", *TFLITE, "onnx")
@@ -33,8 +34,8 @@ def fresh_batch(exported) -> np.ndarray:
     """Photos not in the export's parity batch (or random pixels), preprocessed."""
     real = exported.photos("test")
     if real is not None:
-        paths = export_mod._sources_first(runtime.list_images(real))[-6:]
-        return export_mod.load_sample(paths, exported.size)[0]
+        paths = sources_first(runtime.list_images(real))[-6:]
+        return load_sample(paths, exported.size)[0]
     rng = np.random.default_rng(1)
     return rng.uniform(-1, 1, (6, exported.size, exported.size, 3)).astype(np.float32)
 

@@ -27,6 +27,7 @@ from PIL import Image
 
 from keras_pldt import export as export_mod
 from keras_pldt import runtime
+from keras_pldt.samples import sources_first
 
 KIT = Path(__file__).resolve().parents[1] / "export"
 FLOAT = {"tflite_fp32": 1e-4, "tflite_float16": 1e-2, "onnx": 1e-4}
@@ -39,7 +40,7 @@ def _sources(real, count: int = 4) -> list[Image.Image]:
         return [
             Image.fromarray(rng.integers(0, 256, (80, 60, 3), dtype=np.uint8)) for _ in range(count)
         ]
-    paths = export_mod._sources_first(sorted(real.glob("*.jpg")))
+    paths = sources_first(sorted(real.glob("*.jpg")))
     return [Image.open(p).convert("RGB") for p in paths[:: max(1, len(paths) // count)][:count]]
 
 

@@ -40,7 +40,7 @@ def test_train_step_reads_as_algorithm_1_on_one_screen():
 
     source = inspect.getsource(PLDT.train_step)
     assert len(source.splitlines()) <= 40
-    steps = ["self.converter(source", '"real_fake_discriminator"', '"domain_discriminator"',
+    steps = ["self.converter(batch.source", '"real_fake_discriminator"', '"domain_discriminator"',
              '"converter"']  # fmt: skip
     positions = [source.index(step) for step in steps]
     assert positions == sorted(positions)  # generate, D_R, D_A, then the converter

@@ -247,25 +247,22 @@ def test_explicit_flags_apply_over_a_methods_own_switches():
     assert {k: getattr(config, k) for k in pinned} == pinned
 
 
-def test_a_set_field_that_only_a_methods_switches_make_valid_is_left_to_the_methods(
-    tmp_path, capsys
-):
-    # `--preset paper` has no pixel term, so `adversarial_encoder=false` is refused on its own;
-    # over C+RF+DD+robust (L1, SSIM, pixel contrast) it is valid.
-    from keras_pldt.train import RunError, explicit_overrides, resolve_config
+def test_a_set_field_a_method_cannot_use_is_refused_naming_the_method(tmp_path, capsys):
+    # `--set joint_domain_batch=true` is valid over `--preset paper` (C+RF+DD) and over
+    # C+RF+DD+robust; C+RF has no D_A, so that method refuses it by name.
+    from keras_pldt.train import explicit_overrides
 
-    argv = ["--out", "o", "--preset", "paper", "--set", "adversarial_encoder=false"]
+    argv = ["--out", "o", "--preset", "paper", "--set", "joint_domain_batch=true"]
     args = R.build_parser().parse_args(argv)
-    with pytest.raises(RunError, match="needs a term that trains the encoder"):
-        resolve_config(args)
     base, pinned = R.base_config_from_args(args), explicit_overrides(args)
-    assert base.adversarial_encoder and pinned["adversarial_encoder"] is False
-    config = R.method_config(base, "C+RF+DD+robust", pinned)
-    assert not config.adversarial_encoder and config.reconstruction_weight > 0
-    with pytest.raises(R.ReproduceError, match="method C\\+RF:"):
+    assert base.joint_domain_batch and pinned["joint_domain_batch"] is True
+    assert R.method_config(base, "C+RF+DD+robust", pinned).joint_domain_batch
+    with pytest.raises(R.ReproduceError, match="method C\\+RF: joint_domain_batch"):
         R.method_config(base, "C+RF", pinned)
     argv = ["--out", str(tmp_path / "o"), "--preset", "paper", "--variants", "C+RF"]
-    assert R.main([*argv, "--set", "adversarial_encoder=false"]) == 2
+    assert R.main([*argv, "--set", "joint_domain_batch=true"]) == 2
     assert "method C+RF:" in capsys.readouterr().err
     assert R.main([*argv, "--set", "no_such_field=1"]) == 2
     assert "no_such_field" in capsys.readouterr().err
+    assert R.main([*argv, "--set", "hard_negatives=0.5"]) == 2
+    assert "hard_negatives" in capsys.readouterr().err

@@ -177,7 +177,7 @@ def page_bytes(folder: Path) -> dict[str, int]:
 
 
 def _rows(card_size: int, quantization: str, job) -> list[tuple[str, str]]:
-    from keras_pldt.demo import training_rows
+    from keras_pldt.cards import training_rows
 
     name = "fp32" if quantization == "none" else quantization
     rows = [
