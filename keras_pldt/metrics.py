@@ -129,12 +129,44 @@ def cssim(generated, target, filter_size: int = 11) -> float:
 
 
 # ----------------------------------------------------------------------------- distances
-def pairwise_l2(queries, candidates) -> np.ndarray:
-    """float64 [N, M]: RMSE between every query and every candidate image (both in [0, 1])."""
-    q = _batch(queries).reshape(len(queries), -1).astype(np.float64)
-    c = _batch(candidates).reshape(len(candidates), -1).astype(np.float64)
-    d2 = (q**2).sum(1)[:, None] + (c**2).sum(1)[None, :] - 2.0 * q @ c.T
-    return np.sqrt(np.maximum(d2, 0.0) / q.shape[1])
+def unique_images(images) -> tuple[np.ndarray, np.ndarray]:
+    """(first index of each distinct image, index of each image's distinct image): ``images``
+    equals ``images[first][inverse]`` exactly. Retrieval computes each distinct query once (a
+    reference row repeats one image for every source)."""
+    import hashlib
+
+    x = np.ascontiguousarray(images)
+    seen: dict[bytes, list[int]] = {}
+    first, inverse = [], np.empty(len(x), np.int64)
+    for i, img in enumerate(x):
+        group = seen.setdefault(hashlib.blake2b(img.tobytes(), digest_size=16).digest(), [])
+        for u in group:  # a digest shared by different images is told apart here
+            if np.array_equal(x[first[u]], img):
+                inverse[i] = u
+                break
+        else:
+            group.append(len(first))
+            inverse[i] = len(first)
+            first.append(i)
+    return np.asarray(first, np.int64), inverse
+
+
+def pairwise_l2(queries, candidates, chunk: int = 512) -> np.ndarray:
+    """float64 [N, M]: RMSE between every query and every candidate image (both in [0, 1]):
+    ``sqrt(max(|q|^2 + |c|^2 - 2 q.c, 0) / D)`` in float64, one matrix product per block of
+    ``chunk`` distinct queries and ``chunk`` candidates."""
+    q, c = _batch(queries), _batch(candidates)
+    first, inverse = unique_images(q)
+    qf, cf = q.reshape(len(q), -1)[first], c.reshape(len(c), -1)
+    out = np.empty((len(qf), len(cf)))
+    for cs in range(0, len(cf), chunk):
+        cc = cf[cs : cs + chunk].astype(np.float64)
+        cn = (cc**2).sum(1)
+        for qs in range(0, len(qf), chunk):
+            qq = qf[qs : qs + chunk].astype(np.float64)
+            d2 = (qq**2).sum(1)[:, None] + cn[None, :] - 2.0 * qq @ cc.T
+            out[qs : qs + chunk, cs : cs + chunk] = d2
+    return np.sqrt(np.maximum(out, 0.0) / qf.shape[1])[inverse]
 
 
 def _gaussian_window(f: int, sigma: float, dtype=np.float32) -> np.ndarray:
@@ -159,7 +191,7 @@ def _ssim_parts(filter_size: int, h: int, w: int):
     aw = _gaussian_matrix(w, filter_size, SSIM_SETTINGS["filter_sigma"]).astype(np.float32)
 
     def blur(z):  # [N, H, W, C] -> [N, C, H', W']
-        return ah @ np.moveaxis(np.asarray(z, np.float32), -1, 1) @ aw.T
+        return ah @ np.ascontiguousarray(np.moveaxis(np.asarray(z, np.float32), -1, 1)) @ aw.T
 
     c1 = (SSIM_SETTINGS["k1"] * SSIM_SETTINGS["max_val"]) ** 2
     c2 = (SSIM_SETTINGS["k2"] * SSIM_SETTINGS["max_val"]) ** 2
@@ -175,25 +207,73 @@ def _ssim_from_stats(mx, my, exx, eyy, exy, c1, c2) -> np.ndarray:
 
 def ssim_numpy(a, b, filter_size: int = 11) -> np.ndarray:
     """Per-image C-SSIM in numpy, equal to ``tf.image.ssim`` with :data:`SSIM_SETTINGS` (to
-    float32 rounding); used for the many pairs of retrieval."""
+    float32 rounding)."""
     x, y = _batch(a), _batch(b)
     blur, c1, c2 = _ssim_parts(filter_size, *x.shape[1:3])
     return _ssim_from_stats(blur(x), blur(y), blur(x * x), blur(y * y), blur(x * y), c1, c2)
 
 
-def pairwise_ssim_distance(queries, candidates, filter_size: int = 11, chunk: int = 256):
-    """float64 [N, M]: 1 - C-SSIM between every query and every candidate (both in [0, 1])."""
+def _gaussian_blur_tf(filter_size: int, image_shape):
+    """The valid Gaussian window of C-SSIM as two 1-D depthwise passes over [P, H, W, 3]."""
+    f = _filter_size(np.zeros(image_shape), filter_size)
+    g = _gaussian_window(f, SSIM_SETTINGS["filter_sigma"])
+    kernels = [
+        tf.constant(np.tile(g.reshape(shape), (1, 1, 3, 1)))
+        for shape in ((f, 1, 1, 1), (1, f, 1, 1))
+    ]
+
+    def blur(z):
+        for kernel in kernels:
+            z = tf.nn.depthwise_conv2d(z, kernel, [1, 1, 1, 1], "VALID")
+        return z
+
+    return blur
+
+
+def pairwise_ssim_distance(queries, candidates, filter_size: int = 11, chunk: int = 512):
+    """float64 [N, M]: 1 - C-SSIM between every query and every candidate (both in [0, 1]),
+    equal to :func:`ssim_tf` of each pair to float32 rounding. The window statistics of each
+    distinct image are computed once; only the window means of ``query * candidate`` are
+    computed per pair, ``chunk`` pairs at a time."""
     q, c = _batch(queries), _batch(candidates)
+    first, inverse = unique_images(q)
+    q = q[first]
     n, m = len(q), len(c)
-    blur, c1, c2 = _ssim_parts(filter_size, *q.shape[1:3])
-    mq, mc, eq, ec = blur(q), blur(c), blur(q * q), blur(c * c)
-    qi, ci = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
-    out = np.empty(n * m, np.float64)
-    for s in range(0, n * m, chunk):
-        i, j = qi[s : s + chunk], ci[s : s + chunk]
-        exy = blur(q[i] * c[j])
-        out[s : s + chunk] = _ssim_from_stats(mq[i], mc[j], eq[i], ec[j], exy, c1, c2)
-    return 1.0 - out.reshape(n, m)
+    out = np.empty((n, m), np.float64)
+    if n == 0 or m == 0:
+        return (1.0 - out)[inverse]
+    blur = _gaussian_blur_tf(filter_size, q.shape[1:])
+    c1 = (SSIM_SETTINGS["k1"] * SSIM_SETTINGS["max_val"]) ** 2
+    c2 = (SSIM_SETTINGS["k2"] * SSIM_SETTINGS["max_val"]) ** 2
+
+    def stats(x):  # window mean and mean square of each image, [P, H', W', 3] each
+        x = tf.constant(x)
+        return blur(x), blur(x * x)
+
+    ct = tf.constant(c)
+    mc, ec = stats(c)
+    block_c = min(m, chunk)
+    block_q = max(1, chunk // block_c)
+    for qs in range(0, n, block_q):
+        qb = q[qs : qs + block_q]
+        mq, eq = stats(qb)
+        qt = tf.constant(qb)
+        for cs in range(0, m, block_c):
+            ce = min(m, cs + block_c)
+            k = ce - cs
+            # pairs (query a, candidate b) of the block, queries outer
+            pair_q = np.repeat(np.arange(len(qb)), k)
+            pair_c = np.tile(np.arange(cs, ce), len(qb))
+            exy = blur(tf.gather(qt, pair_q) * tf.gather(ct, pair_c))
+            mx, my = tf.gather(mq, pair_q), tf.gather(mc, pair_c)
+            num0, den0 = 2.0 * mx * my, mx * mx + my * my
+            lum = (num0 + c1) / (den0 + c1)
+            cs_map = (2.0 * exy - num0 + c2) / (
+                tf.gather(eq, pair_q) + tf.gather(ec, pair_c) - den0 + c2
+            )
+            ssim = tf.reduce_mean(lum * cs_map, [1, 2, 3]).numpy().astype(np.float64)
+            out[qs : qs + len(qb), cs:ce] = ssim.reshape(len(qb), k)
+    return (1.0 - out)[inverse]
 
 
 def product_distances(pair_dist: np.ndarray, candidate_product: np.ndarray, num_products: int):
@@ -228,16 +308,21 @@ def chance_topk(num_products: int, k: int) -> float:
     return min(1.0, k / max(1, num_products))
 
 
-def retrieval_scores(generated, product, candidates, candidate_product, num_products, ks=(1, 5)):
+def retrieval_scores(
+    generated, product, candidates, candidate_product, num_products, ks=(1, 5), distances=None
+):
     """Top-k retrieval accuracy of the true product, in pixel (L2) and SSIM space, plus chance.
 
     ``generated [N]`` in [0, 1] with true product index ``product [N]``; ``candidates [M]`` the
     products' target images with ``candidate_product [M]``. A product's distance is that of its
-    nearest target image.
+    nearest target image. ``distances``: ``{"l2": pairwise_l2(generated, candidates), "ssim":
+    pairwise_ssim_distance(generated, candidates)}`` when the caller has them already.
     """
     out = {}
+    distances = distances or {}
     for name, fn in (("l2", pairwise_l2), ("ssim", pairwise_ssim_distance)):
-        d = product_distances(fn(generated, candidates), candidate_product, num_products)
+        pair = distances[name] if name in distances else fn(generated, candidates)
+        d = product_distances(pair, candidate_product, num_products)
         for k in ks:
             out[f"top{k}_{name}"] = retrieval_topk(d, product, k)
     for k in ks:

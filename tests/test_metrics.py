@@ -108,6 +108,40 @@ def test_retrieval_perfect_and_chance():
     assert M.retrieval_topk(np.zeros((10, 20)), np.zeros(10, int), 5) == 0.0
 
 
+def test_fast_distances_equal_a_pair_by_pair_reference():
+    """`pairwise_l2` (blocks of one matrix product, each distinct query once) and
+    `pairwise_ssim_distance` (per-image window statistics once) against a loop over every pair
+    (float64 differences; `cssim_per_image`), with duplicated queries and candidates: the same
+    distances to rounding and the same top-k, ties included."""
+    rng = np.random.default_rng(4)
+    cands = _images(9, 16, seed=5)
+    cands[7] = cands[2]  # two products share an image: exact ties
+    queries = np.concatenate([_images(5, 16, seed=6), cands[[2, 4]], _images(1, 16, seed=6)])
+    queries[3] = np.clip(queries[3] + rng.normal(0, 0.05, queries[3].shape), 0, 1)
+    product = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8])
+    l2 = M.pairwise_l2(queries, cands, chunk=4)
+    ref = np.array(
+        [[np.sqrt(np.mean((q.astype(np.float64) - c) ** 2)) for c in cands] for q in queries]
+    )
+    assert_close(l2, ref, sum_ulps(16 * 16 * 3), scale=1.0)
+    assert np.all(l2[:, 2] == l2[:, 7]) and np.all(l2[0] == l2[-1])  # ties stay exact
+    ssim = M.pairwise_ssim_distance(queries, cands, chunk=5)
+    ref_ssim = np.array(
+        [1.0 - M.cssim_per_image(np.repeat(q[None], len(cands), 0), cands) for q in queries]
+    )
+    assert_close(ssim, ref_ssim, SSIM_ULPS, scale=1.0)
+    assert np.all(ssim[:, 2] == ssim[:, 7]) and np.all(ssim[0] == ssim[-1])
+    truth = np.array([0, 1, 2, 3, 4, 2, 4, 0])
+    for fast, slow in ((l2, ref), (ssim, ref_ssim)):
+        for k in (1, 3):
+            d_fast = M.product_distances(fast, product, 9)
+            d_slow = M.product_distances(slow, product, 9)
+            assert M.retrieval_topk(d_fast, truth, k) == M.retrieval_topk(d_slow, truth, k)
+    first, inverse = M.unique_images(queries)
+    assert list(first) == [0, 1, 2, 3, 4, 5, 6] and inverse[-1] == 0
+    assert np.array_equal(queries[first][inverse], queries)
+
+
 def test_sharpness_ratio():
     x = _images()
     assert M.sharpness_ratio(x, x) == 1.0  # a / a
