@@ -4,6 +4,17 @@ Float tolerances are counted in float32 roundings (`EPS32`) of the magnitude the
 were computed at, so they hold at any scale and on any host's kernels.
 """
 
+import contextlib
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +68,60 @@ def adam_step(config) -> float:
     """About the most one Adam update moves a weight, whatever its gradient (Adam divides the
     step by the gradient's own scale): the learning rate, which every network's Adam uses."""
     return config.learning_rate
+
+
+#: Debian's Chromium, driven by Playwright (which downloads no browser), and its headless flags:
+#: without the background-networking ones it tries to reach Google's hosts.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextlib.contextmanager
+def demo_process(model, *args: str):
+    """`python -m keras_pldt.demo --model MODEL --port 0 ARGS` as a user runs it: yields (url,
+    process, its stderr file) once it serves, and stops it with SIGINT (Ctrl-C) at the end,
+    leaving its stderr in `process.log`; the test fails with it when the demo does not start."""
+    import pytest
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "keras_pldt.demo", "--model", str(model), "--port", "0"]
+    with tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(
+            [*command, *args], stdout=subprocess.PIPE, stderr=err, text=True, cwd=root, env=env
+        )
+        try:
+            ready, _, _ = select.select([process.stdout], [], [], 180)
+            line = process.stdout.readline() if ready else ""
+            match = re.search(r"ready in [\d.]+ s; open (http://127\.0\.0\.1:\d+/) ", line)
+            if not match:
+                process.kill()
+                err.seek(0)
+                pytest.fail(f"the demo did not start: {line!r}\n{err.read()[-3000:]}")
+            yield match.group(1), process, err
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+            err.seek(0)
+            process.log = err.read()  # its stderr, for checks after it stopped
+
+
+def post_photo(url: str, body: bytes, name: str, timeout: float = 120) -> tuple[int, dict]:
+    """(HTTP status, JSON answer) of the demo's `POST /convert` of `body` named `name`."""
+    request = urllib.request.Request(
+        url + "convert", data=body, method="POST", headers={"X-Filename": name}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

@@ -21,36 +21,22 @@ import io
 import json
 import os
 import re
-import select
-import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import CHROMIUM, CHROMIUM_ARGS, GROCERY_VAL, demo_process, post_photo
 from PIL import Image
 
 from keras_pldt import demo as demo_mod
 from keras_pldt.cards import describe_model
 
 ROOT = Path(__file__).resolve().parents[1]
-GROCERY_VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "grocery_val"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SIZE = 32
 
 
@@ -82,28 +68,10 @@ def server(tiny_run):
     Yields (url, model path). At teardown the command must exit 0 after Ctrl-C.
     """
     model = Path(os.environ.get("PLDT_DEMO_MODEL") or tiny_run)
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, "-m", "keras_pldt.demo", "--model", str(model), "--port", "0"]
-    with tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT, env=env
-        )
-        try:
-            ready, _, _ = select.select([process.stdout], [], [], 180)
-            line = process.stdout.readline() if ready else ""
-            match = re.search(r"ready in [\d.]+ s; open (http://127\.0\.0\.1:\d+/) ", line)
-            if not match:
-                process.kill()
-                err.seek(0)
-                pytest.fail(f"the demo did not start: {line!r}\n{err.read()[-3000:]}")
-            yield match.group(1), model
-        finally:
-            process.send_signal(signal.SIGINT)
-            code = process.wait(timeout=30)
-        err.seek(0)
-        log = err.read()
-    assert code == 0, log[-3000:]
-    assert "demo: stopped" in log
+    with demo_process(model) as (url, process, _):
+        yield url, model
+    assert process.returncode == 0, process.log[-3000:]
+    assert "demo: stopped" in process.log
 
 
 @pytest.fixture(scope="module")
@@ -122,17 +90,6 @@ def photos(tmp_path_factory) -> list[Path]:
         Image.fromarray(pixels).save(path)
         paths.append(path)
     return paths
-
-
-def _post(url: str, body: bytes, name: str) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        url + "convert", data=body, method="POST", headers={"X-Filename": name}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -240,7 +197,7 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_running(server, photos):
         "cut.jpg": (photos[0].read_bytes()[:2000], "cut.jpg could not be decoded"),
     }
     for name, (body, message) in cases.items():
-        status, answer = _post(url, body, name)
+        status, answer = post_photo(url, body, name)
         assert status == 400, (name, answer)
         assert answer["error"].startswith(message), answer
 
@@ -255,7 +212,7 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_running(server, photos):
     assert json.loads(response.read())["error"].startswith("big.jpg is 20.0 MB; the limit is 20 MB")
     connection.close()
 
-    status, answer = _post(url, photos[0].read_bytes(), "again%20photo.jpg")
+    status, answer = post_photo(url, photos[0].read_bytes(), "again%20photo.jpg")
     assert status == 200, answer
     assert answer["name"] == "again photo.jpg"
     with urllib.request.urlopen(url + "info", timeout=30) as response:

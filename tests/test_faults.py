@@ -13,19 +13,16 @@ import io
 import json
 import os
 import re
-import select
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import demo_process, post_photo
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,36 +147,8 @@ def _vm(pid: int, key: str) -> int:
 def server(tiny_model):
     """`python -m keras_pldt.demo --model RUN --port 0 --timeout 2`; yields (url, process,
     stderr file); SIGINT stops it at the end."""
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, "-m", "keras_pldt.demo", "--model", str(tiny_model)]
-    command += ["--port", "0", "--timeout", str(TIMEOUT_S)]
-    with tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT, env=env
-        )
-        try:
-            ready, _, _ = select.select([process.stdout], [], [], 180)
-            line = process.stdout.readline() if ready else ""
-            match = re.search(r"open (http://127\.0\.0\.1:\d+/) ", line)
-            if not match:
-                process.kill()
-                err.seek(0)
-                pytest.fail(f"the demo did not start: {line!r}\n{err.read()[-3000:]}")
-            yield match.group(1), process, err
-        finally:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
-
-
-def _post(url: str, body: bytes, name: str) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        url + "convert", data=body, method="POST", headers={"X-Filename": name}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    with demo_process(tiny_model, "--timeout", str(TIMEOUT_S)) as running:
+        yield running
 
 
 def _big_png() -> bytes:
@@ -206,7 +175,7 @@ def test_demo_memory_is_bounded_under_four_big_uploads(server):
     answers: list = []
 
     def upload(i: int) -> None:
-        answers.append(_post(url, body, f"big{i}.png"))
+        answers.append(post_photo(url, body, f"big{i}.png"))
 
     threads = [threading.Thread(target=upload, args=(i,)) for i in range(4)]
     for thread in threads:
@@ -290,7 +259,7 @@ def test_demo_closes_idle_and_slow_connections_and_logs_a_client_that_leaves(ser
     gone.sendall(b"X-Filename: gone.png\r\n\r\nabc")
     gone.close()
     time.sleep(1.5)
-    status, _ = _post(url, b"not a photo", "after.txt")  # still serving
+    status, _ = post_photo(url, b"not a photo", "after.txt")  # still serving
     assert status == 400
     err.seek(mark)
     log = err.read()
@@ -320,7 +289,7 @@ def test_demo_answers_411_and_414_and_serves_beside_50_idle_sockets(server):
     try:
         photo = io.BytesIO()
         Image.new("RGB", (60, 40), (200, 40, 30)).save(photo, format="PNG")
-        status, answer = _post(url, photo.getvalue(), "photo.png")
+        status, answer = post_photo(url, photo.getvalue(), "photo.png")
         assert status == 200, answer
         assert all(connection.recv(1) == b"" for connection in idle)  # closed by the server
     finally:

@@ -22,21 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import GROCERY_VAL
+from helpers import CHROMIUM, CHROMIUM_ARGS, GROCERY_VAL
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 #: A Pixel 7 in Chrome: what the page is for.
 PHONE = {
     "viewport": {"width": 390, "height": 844},
