@@ -49,6 +49,7 @@ from keras_pldt.cli import quiet_tensorflow
 from keras_pldt.errors import UploadError
 
 PAGE = Path(__file__).with_name("demo_page.html")
+UI = Path(__file__).parent / "web" / "page" / "ui.js"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_MEGAPIXELS = 40.0
@@ -340,6 +341,8 @@ class Handler(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         if path in ("/", "/index.html"):
             self._send(HTTPStatus.OK, PAGE.read_bytes(), "text/html; charset=utf-8")
+        elif path == "/ui.js":  # the page's parts shared with the web export's page
+            self._send(HTTPStatus.OK, UI.read_bytes(), "text/javascript; charset=utf-8")
         elif path == "/info":
             self._json(HTTPStatus.OK, self.demo.info())
         else:

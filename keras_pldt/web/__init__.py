@@ -3,7 +3,7 @@
     python -m keras_pldt.export --run-dir RUN --out exported --formats web
     cd exported/web && python -m http.server 8000   # then open http://<this host>:8000/
 
-`--out`/web/ holds `index.html`, `app.js` and `photo.js` (this package's `page/`),
+`--out`/web/ holds `index.html`, `app.js`, `photo.js` and `ui.js` (this package's `page/`),
 `converter.tflite` (batch 1: LiteRT.js refuses a dynamic batch), its `model_card.json` (which the
 page shows and reads the tensors' quantization from) and `litert/`: LiteRT.js (`@litertjs/core`
 and `@litertjs/wasm-utils`, pinned in `package.json` / `package-lock.json` here) copied from
@@ -31,7 +31,7 @@ NODE_MODULES = HERE / "node_modules"
 INSTALL = f"npm ci --prefix {HERE}"
 FOLDER = "web"
 MODEL_FILE = "converter.tflite"
-PAGE_FILES = ("index.html", "app.js", "photo.js")
+PAGE_FILES = ("index.html", "app.js", "photo.js", "ui.js")
 #: node_modules file -> its place under the page's litert/ (the import map names the two .js)
 RUNTIME_FILES = {
     "@litertjs/core/dist/index.js": "core.js",

@@ -4,18 +4,10 @@
 import {loadAndCompile, loadLiteRt, Tensor} from '@litertjs/core';
 
 import {letterbox, MAX_BYTES, MAX_PIXELS, PhotoError, readPhoto, rint} from './photo.js';
+import {$, convertAll, fail, newCard, row, showResult} from './ui.js';
 
-const $ = (id) => document.getElementById(id);
 const f32 = Math.fround;
 const state = {card: null, model: null, size: 0, count: 0, totalMs: 0, threads: 1};
-
-function row(label, value, id) {
-  const tr = $('info').insertRow();
-  tr.insertCell().textContent = label;
-  const cell = tr.insertCell();
-  cell.textContent = value;
-  if (id) cell.id = id;
-}
 
 /** The input tensor's values of letterboxed uint8 pixels, as the Python runners feed them. */
 function modelInput(pixels, tensor) {
@@ -59,26 +51,6 @@ function pngUrl(rgb, size) {
   return canvas.toDataURL('image/png');
 }
 
-function figure(src, caption, cls) {
-  const fig = document.createElement('figure');
-  const img = new Image();
-  img.src = src;
-  img.className = 'pixels ' + cls;
-  img.alt = caption;
-  const text = document.createElement('figcaption');
-  text.textContent = caption;
-  fig.append(img, text);
-  return fig;
-}
-
-function fail(card, message) {
-  const p = document.createElement('p');
-  p.className = 'error';
-  p.setAttribute('role', 'alert');
-  p.textContent = message;
-  card.replaceChildren(p);
-}
-
 /** uint8 pixels [S, S, 3] -> (uint8 product [S, S, 3], milliseconds of the model). */
 async function runModel(pixels) {
   const size = state.size;
@@ -94,11 +66,7 @@ async function runModel(pixels) {
 }
 
 async function convert(file) {
-  const card = document.createElement('div');
-  card.className = 'result';
-  card.dataset.name = file.name;
-  card.textContent = (file.name || 'photo') + ': converting…';
-  $('results').prepend(card);
+  const card = newCard(file.name, true);
   let photo;
   try {
     photo = await readPhoto(file);
@@ -116,19 +84,11 @@ async function convert(file) {
   }
   state.count += 1;
   state.totalMs += ms;
-  const productUrl = pngUrl(product, size);
-  const meta = document.createElement('div');
-  meta.className = 'meta';
-  const link = document.createElement('a');
-  link.href = productUrl;
-  link.download = `${(file.name || 'photo').replace(/\.[^.]*$/, '') || 'photo'}_product.png`;
-  link.textContent = 'Download product PNG';
-  link.className = 'download';
-  meta.append(`${file.name} (${photo.width} × ${photo.height})`, document.createElement('br'),
-              `${ms.toFixed(1)} ms for this image`, document.createElement('br'), link);
-  card.replaceChildren(
-    figure(pngUrl(box.pixels, size), `input, letterboxed to ${size} × ${size}`, 'source'),
-    figure(productUrl, `generated product, ${size} × ${size}`, 'product'), meta);
+  showResult(card, {
+    source: pngUrl(box.pixels, size), product: pngUrl(product, size),
+    download: `${(file.name || 'photo').replace(/\.[^.]*$/, '') || 'photo'}_product.png`,
+    name: file.name, width: photo.width, height: photo.height, ms: ms.toFixed(1), size,
+  });
   card.dataset.top = box.top;
   card.dataset.left = box.left;
   card.dataset.height = box.height;
@@ -136,10 +96,6 @@ async function convert(file) {
   const mean = state.totalMs / state.count;
   $('latency').textContent = `${ms.toFixed(1)} ms last, ${mean.toFixed(1)} ms mean over ` +
     `${state.count} image(s) (LiteRT.js, WebAssembly, ${state.threads} thread(s))`;
-}
-
-async function convertAll(files) {
-  for (const file of files) await convert(file);
 }
 
 /** Milliseconds per call of the model on a white input: the median of `runs` after `warmup`. */
@@ -174,7 +130,7 @@ async function start() {
   $('status').textContent = `model ready (${card.file}, loaded in ${loadMs.toFixed(0)} ms)`;
   for (const id of ['camera', 'files']) {
     $(id).addEventListener('change', async (event) => {
-      await convertAll([...event.target.files]);
+      await convertAll([...event.target.files], convert);
       event.target.value = '';
     });
   }
