@@ -266,13 +266,13 @@ def _refuse_retired(values: dict[str, Any]) -> None:
         recorded = bool(values["recorded_domain_statistics"])
         if recorded != bool(values.get("joint_domain_batch", False)):
             raise ValueError(
-                f"recorded_domain_statistics={recorded} is an experiment switch keras_pldt no "
-                "longer ships (joint_domain_batch implies it); docs/results.md has its evidence"
+                f"recorded_domain_statistics={recorded} is an experiment switch that keras_pldt "
+                "does not ship (joint_domain_batch implies it); docs/results.md has its evidence"
             )
     for name, value in RETIRED.items():
         if name in values and values[name] != value:
             raise ValueError(
-                f"{name}={values[name]!r} is an experiment switch keras_pldt no longer ships "
+                f"{name}={values[name]!r} is an experiment switch that keras_pldt does not ship "
                 f"(it computes {name}={value!r}); docs/results.md has its evidence, measured "
                 "at commit 17a4359"
             )

@@ -102,7 +102,7 @@ def test_a_retired_experiment_switch_is_refused_in_one_line(retired, value, tmp_
     """An old config.json that sets a switch keras_pldt does not ship is refused naming it; one
     at the value the package computes loads."""
     saved = {**PLDTConfig().to_dict(), retired: value}
-    with pytest.raises(ValueError, match=f"{retired}=.* no longer ships") as error:
+    with pytest.raises(ValueError, match=f"{retired}=.* does not ship") as error:
         PLDTConfig.from_dict(saved)
     assert "\n" not in str(error.value)
     from keras_pldt.config import RETIRED
