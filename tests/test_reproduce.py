@@ -184,7 +184,7 @@ def test_reproduce_tiny_synthetic(tmp_path, capsys):
     root = generate(tmp_path / "syn", num_products=12, sources_per_product=4, image_size=32)
     out = tmp_path / "out"
     argv = [
-        "--data", str(root), "--out", str(out), "--preset", "demo", "--image-size", "32",
+        "--data", str(root), "--out", str(out), "--preset", "paper", "--image-size", "32",
         "--base-filters", "4", "--batch-size", "8", "--epochs", "1", "--decay-epochs", "0",
         "--set", "test_fraction=0.25",
     ]  # fmt: skip
