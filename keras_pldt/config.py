@@ -299,7 +299,7 @@ ROBUST: dict[str, Any] = {
     "upsampling": "resize",
     # random flips and crops of the training photos: a few hundred are otherwise memorised
     "source_augment": "flip,crop",
-    # a few hundred updates are all small data gives: 2.5x the paper's rate
+    # a few hundred updates are all small data gives: a higher rate than the paper's
     "learning_rate": 5e-4,
     "decay_learning_rate": 5e-5,
 }
