@@ -138,3 +138,11 @@ def test_with_variant_mse_resets_the_pixel_terms_and_discriminator_switches():
     assert (mse.upsampling, mse.source_augment, mse.learning_rate) == ("resize", "flip,crop", 5e-4)
     with pytest.raises(ValueError, match="spectral_norm=True would be ignored"):
         get_preset("robust", variant="mse", spectral_norm=True)
+
+
+def test_set_of_a_retired_switch_is_one_line_naming_it(capsys):
+    from keras_pldt import train
+
+    assert train.main(["--set", "ema_decay=0.9", "--run-dir", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ema_decay is an experiment switch" in err, err
