@@ -47,3 +47,25 @@ def precision_policy(precision: str):
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """`model` computing in float32 with the same weights: a mixed-precision run's converter as
+    it is saved and deployed (TFLite and ONNX convert float32 graphs). `model` itself when all
+    its layers compute in float32 already."""
+    layers = [model, *model._flatten_layers()]
+    if all(layer.dtype_policy.name == "float32" for layer in layers):
+        return model
+
+    def plain(value):
+        if isinstance(value, dict):
+            if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+                return "float32"
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [plain(item) for item in value]
+        return value
+
+    copy = model.__class__.from_config(plain(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy

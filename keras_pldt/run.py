@@ -178,6 +178,7 @@ def load_converter(
     import keras
 
     import keras_pldt.model  # noqa: F401  (registers PLDT and its layers for loading)
+    from keras_pldt.precision import float32_copy
 
     run = source if isinstance(source, RunFolder) else None
     path = run.path if run is not None else Path(source)
@@ -188,7 +189,7 @@ def load_converter(
     if path.is_dir():
         run = run or RunFolder(path)
         if weights != "converter":
-            model = run.load_model(weights).converter
+            model = float32_copy(run.load_model(weights).converter)
             return (model, run.saved()) if with_config else model
         if not run.final_model.is_file():
             raise RunError(
@@ -206,6 +207,7 @@ def load_converter(
     if isinstance(getattr(model, "converter", None), keras.Model):  # a whole PLDT
         config = model.config.to_dict() if hasattr(model, "config") else config
         model = model.converter
+    model = float32_copy(model)  # a mixed-precision run's converter, as it deploys
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
         raise ModelError(f"expected a converter with input [None, S, S, 3], got {shape}")
@@ -434,12 +436,16 @@ class RunFolder:
     load_converter = load_converter
 
     def save_final(self, converter) -> bool:
-        """Write converter.keras atomically; False (nothing written) when it is up to date
+        """Write converter.keras atomically, computing in float32 whatever the training
+        precision (`precision.float32_copy`); False (nothing written) when it is up to date
         with the last checkpoint."""
         import keras
+
+        from keras_pldt.precision import float32_copy
 
         final, state = self.final_model, self.state_path
         if final.is_file() and state.is_file() and final.stat().st_mtime >= state.stat().st_mtime:
             return False
-        atomic_write(final, lambda tmp: keras.saving.save_model(converter, tmp))
+        plain = float32_copy(converter)
+        atomic_write(final, lambda tmp: keras.saving.save_model(plain, tmp))
         return True

@@ -347,3 +347,25 @@ def test_subpixel_copy_has_the_same_outputs_and_weights():
     np.testing.assert_allclose(copy(x, training=False).numpy(), expected, rtol=0, atol=1e-5)
     for a, b in zip(plain.get_weights(), copy.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_bfloat16_run_saves_and_exports_a_float32_converter(tmp_path):
+    """A run trained in bfloat16 saves converter.keras computing in float32, with the trained
+    weights, and it exports to TFLite (which has no bfloat16 convolutions)."""
+    from keras_pldt.config import PLDTConfig
+    from keras_pldt.model import PLDT
+    from keras_pldt.run import RunFolder, load_converter
+
+    trained = PLDT(PLDTConfig(image_size=32, base_filters=4, precision="bfloat16")).converter
+    assert trained.compute_dtype == "bfloat16"
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    assert run.save_final(trained)
+    converter = load_converter(run.path)
+    assert {layer.dtype_policy.name for layer in converter._flatten_layers()} == {"float32"}
+    for saved, original in zip(converter.get_weights(), trained.get_weights(), strict=True):
+        np.testing.assert_array_equal(saved, original)
+    out = tmp_path / "out"
+    export_mod.export(out, model_path=run.final_model, formats=["tflite"], quantize=["none"],
+                      calibration_samples=4, parity_samples=4, verbose=False)  # fmt: skip
+    assert (out / "tflite_fp32" / "converter.tflite").stat().st_size > 0

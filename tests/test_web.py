@@ -6,7 +6,10 @@ runtime are under test, not the model. The browser is Debian's headless Chromium
 (`/usr/bin/chromium`) driven by Playwright; LiteRT.js comes from `npm ci --prefix
 keras_pldt/web`. Both are installed by CI; without them these tests fail rather than skip.
 
-`PLDT_WRITE_SCREENSHOT=1` also writes the phone's view of the page to docs/web_page.png.
+`PLDT_WRITE_SCREENSHOT=1` also writes the phone's view of the page to docs/web_page.png, and
+`PLDT_WEB_RUN=RUN` exports that run folder's converter instead of the tiny one; the README's
+screenshot is `PLDT_WRITE_SCREENSHOT=1 PLDT_WEB_RUN=RUN pytest -n 0 tests/test_web.py -k converts`
+on a `--preset robust` run on grocery_val (experiments/README.md, its 210-update command).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import json
 import os
 import threading
 import urllib.parse
@@ -35,7 +39,9 @@ PHONE = {
     "user_agent": "Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36",
 }
-SIZE = 32
+#: A run folder whose converter the page runs instead of the tiny untrained one.
+WEB_RUN = os.environ.get("PLDT_WEB_RUN")
+SIZE = json.loads((Path(WEB_RUN) / "config.json").read_text())["image_size"] if WEB_RUN else 32
 #: Lossless photos: the browser's letterbox is within this many levels of Python's.
 LETTERBOX_LEVELS = 2
 
@@ -71,11 +77,14 @@ def web_export(tmp_path_factory, real_photos):
     from keras_pldt.export import export
     from keras_pldt.networks import build_converter
 
-    keras.utils.set_random_seed(0)
-    config = get_preset("demo", image_size=SIZE, base_filters=4, batch_size=8)
-    run = tmp_path_factory.mktemp("web-run")
-    keras.saving.save_model(build_converter(config), run / "converter.keras")
-    config.to_json(run / "config.json", data="untrained (tests/test_web.py)")
+    if WEB_RUN:
+        run = Path(WEB_RUN)
+    else:
+        keras.utils.set_random_seed(0)
+        config = get_preset("demo", image_size=SIZE, base_filters=4, batch_size=8)
+        run = tmp_path_factory.mktemp("web-run")
+        keras.saving.save_model(build_converter(config), run / "converter.keras")
+        config.to_json(run / "config.json", data="untrained (tests/test_web.py)")
     out = tmp_path_factory.mktemp("web-export") / "exported"
     export(
         out,
@@ -229,7 +238,8 @@ def test_page_converts_a_photo_as_python_litert_does(phone, web_export, real_pho
     info = page.inner_text("#info")
     for label in ("format", "model size", "image size", "preset", "training data"):
         assert label in info
-    assert f"{SIZE} × {SIZE}" in info and "untrained (tests/test_web.py)" in info
+    assert f"{SIZE} × {SIZE}" in info
+    assert WEB_RUN or "untrained (tests/test_web.py)" in info
 
     result = _upload(page, [real_photo])[real_photo.name]
     assert result["error"] is None, result["error"]
