@@ -11,8 +11,9 @@ Rows: the run's method, and reference rows that need no converter training: *Mea
 mean training target image for every source), *NN pixel retrieval* (the first target of the
 product of the training source nearest in pixel space) and, for runs with a domain
 discriminator, *Retrieval by DD-score* (Table 2: the training product image with the highest D_A
-score for the source). On the synthetic dataset (an ``attributes.csv`` next to the images) the
-colour and category accuracy of the outputs are added, with a *Ground truth* sanity row.
+score for the source; ``--dd-diagnostics`` adds how D_A ranks the evaluated products). On the
+synthetic dataset (an ``attributes.csv`` next to the images) the colour and category accuracy of
+the outputs are added, with a *Ground truth* sanity row.
 
 Metrics are defined in :mod:`keras_pldt.metrics`. The headline RMSE / C-SSIM compare with the
 **first** target image of the source's product (the target the data pipeline pairs with a test
@@ -43,6 +44,7 @@ class _LazyModule:
 
 
 M = _LazyModule("keras_pldt.metrics")  # metrics imports TensorFlow
+tf = _LazyModule("tensorflow")
 
 from keras_pldt.errors import EvalError, PLDTError  # noqa: E402
 from keras_pldt.run import WEIGHTS, RunFolder, atomic_write, load_converter  # noqa: E402
@@ -246,20 +248,32 @@ def nn_pixel_baseline(evalset: EvalSet, train: TrainingSet) -> np.ndarray:
 def dd_scores(model, source01: np.ndarray, candidates01: np.ndarray, batch: int = 512):
     """float32 [N, M]: D_A's logit "associated" for every (source, candidate target) pair, in
     inference mode (batch norm's moving statistics, the spectral-normalised kernels as saved, no
-    DiffAugment); images in [0, 1], paired as in training (source, then target, on channels)."""
+    DiffAugment); images in [0, 1], paired as in training (source, then target, on channels).
+    About ``batch`` pairs per call of D_A, built in D_A's compute dtype inside one traced
+    function (the pairs never exist as float32 arrays)."""
     d_a = model.domain_discriminator
     if d_a is None:
         raise EvalError("retrieval by DD-score needs a run with a domain discriminator (rf+dd)")
+    dtype = getattr(d_a, "compute_dtype", "float32")
+
+    @tf.function(reduce_retracing=True)
+    def logits(src, cand):  # [a, S, S, 3], [b, S, S, 3] in [-1, 1] -> [a, b]
+        a, b = tf.shape(src)[0], tf.shape(cand)[0]
+        src, cand = tf.cast(src, dtype), tf.cast(cand, dtype)
+        pair = tf.concat([tf.repeat(src, b, axis=0), tf.tile(cand, [a, 1, 1, 1])], axis=-1)
+        return tf.reshape(tf.cast(d_a(pair, training=False), tf.float32), [a, b])
+
     src = np.asarray(source01, np.float32) * 2.0 - 1.0
     cand = np.asarray(candidates01, np.float32) * 2.0 - 1.0
     n, m = len(src), len(cand)
-    si, ci = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
-    scores = np.empty(n * m, np.float32)
-    for s in range(0, n * m, batch):
-        sl = slice(s, s + batch)
-        pair = np.concatenate([src[si[sl]], cand[ci[sl]]], axis=-1)
-        scores[sl] = np.asarray(d_a(pair, training=False), np.float32).reshape(-1)
-    return scores.reshape(n, m)
+    scores = np.empty((n, m), np.float32)
+    per_call = max(1, min(m, batch))
+    sources = max(1, batch // per_call)
+    for cs in range(0, m, per_call):
+        block = tf.constant(cand[cs : cs + per_call])
+        for s in range(0, n, sources):
+            scores[s : s + sources, cs : cs + per_call] = logits(src[s : s + sources], block)
+    return scores
 
 
 def dd_retrieval_baseline(model, evalset: EvalSet, train: TrainingSet, batch: int = 512):
@@ -452,8 +466,11 @@ def evaluate_run(
     baselines: bool = True,
     figure_rows: int = 8,
     verbose: bool = False,
+    diagnostics: bool = False,
 ) -> dict:
-    """Evaluate a run folder; writes eval.json, eval.md, figure5.png there; returns eval.json."""
+    """Evaluate a run folder; writes eval.json, eval.md, figure5.png there; returns eval.json.
+    ``diagnostics`` adds `dd_diagnostics`' keys to the DD-score row (D_A on every pair of a
+    source and an evaluated product image: as many pairs again as the row itself)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EvalError(f"run folder {run_dir} does not exist")
@@ -470,7 +487,7 @@ def evaluate_run(
         dd_model = dd_model if dd_model.domain_discriminator is not None else None
         outputs.update(reference_rows(evalset, load_training_set(pipelines), dd_model))
     rows = [{"method": k, **score_images(v, evalset)} for k, v in outputs.items()]
-    if DD_ROW in outputs:
+    if diagnostics and DD_ROW in outputs:
         rows[list(outputs).index(DD_ROW)].update(dd_diagnostics(dd_model, evalset, outputs[DD_ROW]))
     info = {
         "run_dir": str(run_dir),
@@ -526,6 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baselines", action="store_true", help="skip the reference rows")
     p.add_argument("--figure-rows", type=int, default=8, help="rows of figure5.png")
     p.add_argument(
+        "--dd-diagnostics",
+        action="store_true",
+        help="add to the DD-score row how D_A ranks the evaluated products for each source "
+        "(dd_split_top1/5, dd_unique_retrievals in eval.json): D_A on as many pairs again",
+    )
+    p.add_argument(
         "--verbose", action="store_true", help="also print the dataset summary (files, skipped)"
     )
     return p
@@ -540,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
             args.run_dir, data=args.data, manifest=args.manifest, split=args.split,
             weights=args.weights, baselines=not args.no_baselines,
             figure_rows=args.figure_rows, verbose=args.verbose,
+            diagnostics=args.dd_diagnostics,
         )  # fmt: skip
     except PLDTError as e:
         return fail("error", e)

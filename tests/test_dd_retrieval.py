@@ -105,7 +105,7 @@ def test_diagnostics_tell_an_associating_critic_from_a_source_blind_one(trained_
 
     # A critic that scores only the candidate (its mean brightness) and ignores the source.
     def blind(pair, training=False):
-        return np.asarray(pair)[..., 3:].mean(axis=(1, 2, 3))
+        return tf.reduce_mean(pair[..., 3:], axis=[1, 2, 3])
 
     model = types.SimpleNamespace(domain_discriminator=blind)
     retrieved = E.dd_retrieval_baseline(model, evalset, train)
@@ -124,10 +124,12 @@ def test_evaluate_reports_the_diagnostics_in_the_dd_row(tmp_path):
         test_fraction=0.5, val_fraction=0.0,
     )  # fmt: skip
     train(cfg, tmp_path / "run", data=root, verbose=0, print_fn=lambda *a: None)
-    result = E.evaluate_run(tmp_path / "run", figure_rows=2)
+    result = E.evaluate_run(tmp_path / "run", figure_rows=2, diagnostics=True)
     rows = {r["method"]: r for r in result["rows"]}
     dd = rows[E.DD_ROW]
     assert 1 <= dd["dd_unique_retrievals"] <= result["num_sources"]
     assert 0.0 <= dd["dd_split_top1"] <= dd["dd_split_top5"] <= 1.0
     assert dd["top1_chance"] == 1.0 / result["num_products"]
     assert not any(k.startswith("dd_") for r in result["rows"] if r is not dd for k in r)
+    plain = E.evaluate_run(tmp_path / "run", figure_rows=2)  # the diagnostics are asked for
+    assert not any(k.startswith("dd_") for r in plain["rows"] for k in r)
