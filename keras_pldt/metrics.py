@@ -230,11 +230,22 @@ def _gaussian_blur_tf(filter_size: int, image_shape):
     return blur
 
 
+@tf.function(jit_compile=True)
+def _pair_ssim(exy, mq, vq, mc, vc, c1, c2):
+    """Mean C-SSIM [a, b] of queries x candidates from their window statistics (``exy``
+    [a, b, H', W', 3]; means and variances [a | b, H', W', 3]), fused into one pass."""
+    mx, my = mq[:, None], mc[None]
+    p = mx * my
+    ssim = (2.0 * p + c1) * (2.0 * (exy - p) + c2)
+    ssim /= (mx * mx + my * my + c1) * (vq[:, None] + vc[None] + c2)
+    return tf.reduce_mean(ssim, [2, 3, 4])
+
+
 def pairwise_ssim_distance(queries, candidates, filter_size: int = 11, chunk: int = 512):
     """float64 [N, M]: 1 - C-SSIM between every query and every candidate (both in [0, 1]),
     equal to :func:`ssim_tf` of each pair to float32 rounding. The window statistics of each
-    distinct image are computed once; only the window means of ``query * candidate`` are
-    computed per pair, ``chunk`` pairs at a time."""
+    distinct image are computed once; per pair only the window mean of ``query * candidate`` and
+    one fused pass of the SSIM formula, ``chunk`` pairs at a time."""
     q, c = _batch(queries), _batch(candidates)
     first, inverse = unique_images(q)
     q = q[first]
@@ -246,33 +257,24 @@ def pairwise_ssim_distance(queries, candidates, filter_size: int = 11, chunk: in
     c1 = (SSIM_SETTINGS["k1"] * SSIM_SETTINGS["max_val"]) ** 2
     c2 = (SSIM_SETTINGS["k2"] * SSIM_SETTINGS["max_val"]) ** 2
 
-    def stats(x):  # window mean and mean square of each image, [P, H', W', 3] each
-        x = tf.constant(x)
-        return blur(x), blur(x * x)
+    def stats(x):  # window mean and variance of each image, [P, H', W', 3] each
+        mean = blur(x)
+        return mean, blur(x * x) - mean * mean
 
     ct = tf.constant(c)
-    mc, ec = stats(c)
+    mc, vc = stats(ct)
     block_c = min(m, chunk)
     block_q = max(1, chunk // block_c)
     for qs in range(0, n, block_q):
-        qb = q[qs : qs + block_q]
-        mq, eq = stats(qb)
-        qt = tf.constant(qb)
+        qt = tf.constant(q[qs : qs + block_q])
+        mq, vq = stats(qt)
         for cs in range(0, m, block_c):
-            ce = min(m, cs + block_c)
-            k = ce - cs
-            # pairs (query a, candidate b) of the block, queries outer
-            pair_q = np.repeat(np.arange(len(qb)), k)
-            pair_c = np.tile(np.arange(cs, ce), len(qb))
-            exy = blur(tf.gather(qt, pair_q) * tf.gather(ct, pair_c))
-            mx, my = tf.gather(mq, pair_q), tf.gather(mc, pair_c)
-            num0, den0 = 2.0 * mx * my, mx * mx + my * my
-            lum = (num0 + c1) / (den0 + c1)
-            cs_map = (2.0 * exy - num0 + c2) / (
-                tf.gather(eq, pair_q) + tf.gather(ec, pair_c) - den0 + c2
-            )
-            ssim = tf.reduce_mean(lum * cs_map, [1, 2, 3]).numpy().astype(np.float64)
-            out[qs : qs + len(qb), cs:ce] = ssim.reshape(len(qb), k)
+            cb = ct[cs : cs + block_c]
+            a, b = len(qt), len(cb)
+            exy = blur(tf.reshape(qt[:, None] * cb[None], [a * b, *q.shape[1:]]))
+            exy = tf.reshape(exy, [a, b, *exy.shape[1:]])
+            ssim = _pair_ssim(exy, mq, vq, mc[cs : cs + b], vc[cs : cs + b], c1, c2)
+            out[qs : qs + a, cs : cs + b] = ssim.numpy()
     return (1.0 - out)[inverse]
 
 
