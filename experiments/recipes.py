@@ -77,4 +77,21 @@ METHODS = {
     # What D_A reads (docs/results.md): the preset with DiffAugment's translation alone in both
     # discriminators (no cutout hiding a quarter of the pair).
     "preset+translation": {**PRESET, "diff_augment": "translation"},
+    # At 128 px: the preset with its pixel and feature terms (L1, SSIM, pixel contrast, feature
+    # matching) at 1/2 and 1/4 of their weights, i.e. Eq. 6's adversarial halves 2x and 4x as
+    # strong against them (Adam is invariant to the loss's overall scale).
+    "preset(adversarial x2)": {
+        **PRESET,
+        "reconstruction_weight": 50.0,
+        "ssim_weight": 15.0,
+        "feature_matching_weight": 5.0,
+        "pixel_contrast_weight": 5.0,
+    },
+    "preset(adversarial x4)": {
+        **PRESET,
+        "reconstruction_weight": 25.0,
+        "ssim_weight": 7.5,
+        "feature_matching_weight": 2.5,
+        "pixel_contrast_weight": 2.5,
+    },
 }
