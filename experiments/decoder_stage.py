@@ -1,0 +1,89 @@
+"""`python -m keras_pldt.reproduce` with another x2 stage in the resize decoder (docs/results.md,
+"128 px on grocery_val"). Not part of the package: it swaps `keras_pldt.networks._upsample` for
+the run of this process only, so the run folder's config is the preset's.
+
+    python experiments/decoder_stage.py subpixel-last -- --data DIR --out OUT ...
+    python experiments/decoder_stage.py bilinear -- --data DIR --out OUT ...
+
+* ``subpixel-last``: the last stage (to RGB) is a 5x5 conv at the low resolution to 4 x 3
+  channels, then a pixel shuffle (depth-to-space), each 2 x 2 phase with its own kernel, so its
+  response is not forced to zero at the Nyquist frequency as nearest x2 then a conv is. The
+  kernel starts as the same kernel for the four phases (ICNR: the output is nearest x2 at
+  initialisation). The other stages stay resize-convs.
+* ``bilinear``: every stage upsamples bilinearly (nearest x2, then [1, 2, 1] / 4) before its
+  5x5 conv.
+
+A run made here loads only in a process that applies the same swap.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+from keras import layers
+
+from keras_pldt import networks
+
+
+class ICNR(keras.initializers.Initializer):
+    """`base` for one phase, repeated for the four phases of a pixel shuffle (Aitken et al.
+    2017)."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __call__(self, shape, dtype=None):
+        kernel = self.base(tuple(shape[:-1]) + (shape[-1] // 4,), dtype)
+        return keras.ops.tile(kernel, [1, 1, 1, 4])
+
+
+def subpixel_stage(config, filters: int, name: str):
+    conv = layers.Conv2D(
+        4 * filters, networks.KERNEL, padding="same", use_bias=True,
+        kernel_initializer=ICNR(networks._init(config)), name=name,
+    )  # fmt: skip
+
+    def stage(x):
+        h, w = x.shape[1:3]
+        x = layers.Reshape((h, w, 2, 2, filters), name=f"{name}_split")(conv(x))
+        x = layers.Permute((1, 3, 2, 4, 5), name=f"{name}_shuffle")(x)
+        return layers.Reshape((2 * h, 2 * w, filters), name=f"{name}_merge")(x)
+
+    return stage
+
+
+def bilinear_stage(config, filters: int, name: str, use_bias: bool):
+    conv = layers.Conv2D(
+        filters, networks.KERNEL, padding="same", use_bias=use_bias,
+        kernel_initializer=networks._init(config), name=name,
+    )  # fmt: skip
+    return lambda x: conv(layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x))
+
+
+def swap(kind: str) -> None:
+    resize = networks._upsample
+
+    def upsample(config, filters, name, use_bias):
+        if kind == "bilinear":
+            return bilinear_stage(config, filters, name, use_bias)
+        if filters == 3 and use_bias:  # the decoder's last stage, to RGB
+            return subpixel_stage(config, filters, name)
+        return resize(config, filters, name, use_bias)
+
+    networks._upsample = upsample
+
+
+def main(argv: list[str]) -> int:
+    kinds = ("subpixel-last", "bilinear")
+    if len(argv) < 2 or argv[0] not in kinds or argv[1] != "--":
+        print(f"usage: python experiments/decoder_stage.py {{{','.join(kinds)}}} -- REPRODUCE_ARGS")
+        return 2
+    swap(argv[0])
+    from keras_pldt.reproduce import main as reproduce
+
+    return reproduce(argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
