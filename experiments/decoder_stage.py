@@ -26,12 +26,16 @@ from keras import layers
 from keras_pldt import networks
 
 
+@keras.saving.register_keras_serializable(package="experiments")
 class ICNR(keras.initializers.Initializer):
     """`base` for one phase, repeated for the four phases of a pixel shuffle (Aitken et al.
-    2017)."""
+    2017); saved without `base` (the kernel is in the weights)."""
 
-    def __init__(self, base):
-        self.base = base
+    def __init__(self, base=None):
+        self.base = base or keras.initializers.RandomNormal(0.0, 0.02)
+
+    def get_config(self):
+        return {}
 
     def __call__(self, shape, dtype=None):
         kernel = self.base(tuple(shape[:-1]) + (shape[-1] // 4,), dtype)
