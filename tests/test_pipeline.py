@@ -1,8 +1,7 @@
 import json
 
 import numpy as np
-import pytest
-from helpers import GROCERY_VAL, SOURCE_G, TARGET_G, decode_colour
+from helpers import SOURCE_G, TARGET_G, decode_colour
 
 from keras_pldt.data import build_pipelines, load_pairs, make_splits, resolve_split
 
@@ -156,18 +155,21 @@ def test_eval_datasets_and_arrays(make_lookbook):
     assert not set(p.split["test"]) & set(p.split["train"])
 
 
-@pytest.mark.skipif(not GROCERY_VAL.is_dir(), reason=f"{GROCERY_VAL} not present")
-def test_grocery_val_folder_split(tmp_path):
-    data = load_pairs(GROCERY_VAL)
+def test_train_and_test_folders_split_the_data(make_lookbook, tmp_path):
+    """A data folder with train/ and test/ subfolders (grocery_val's layout) is split by them:
+    no validation split, every train/ source trains, the test/ products are the test split."""
+    root = tmp_path / "data"
+    make_lookbook(root=root / "train", products=4, sources=3)
+    make_lookbook(root=root / "test", products=2, sources=2, start=10)
+    data = load_pairs(root)
     assert set(data.folder_splits) == {"train", "test"}
-    n_train = len(list((GROCERY_VAL / "train").glob("*CLEAN0*")))
-    p = build_pipelines(GROCERY_VAL, image_size=32, batch_size=32, run_dir=tmp_path, verbose=False)
+    p = build_pipelines(root, image_size=32, batch_size=4, run_dir=tmp_path / "run", verbose=False)
     assert p.report.ok
-    assert p.splits["train"].num_sources == n_train
-    assert p.split["test"] == sorted(data.folder_splits["test"])
+    assert p.splits["train"].num_sources == 4 * 3
+    assert p.split["test"] == sorted(data.folder_splits["test"]) == ["0010", "0011"]
     assert p.val is None
     b = next(iter(p.train_dataset(0)))
-    assert b["source"].shape == (32, 32, 32, 3)
-    assert np.all(b["target"].numpy()[:, 0, 0] > 0.9)  # product photos on white
+    assert b["source"].shape == (4, 32, 32, 3)
+    assert np.all(b["target"].numpy()[:, 0, 0] > 0.9)  # product photos padded with white
     arr = p.load_split_arrays("test")
-    assert len(arr["source"]) == len(list((GROCERY_VAL / "test").glob("*CLEAN0*")))
+    assert len(arr["source"]) == 2 * 2
