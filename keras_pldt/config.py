@@ -46,6 +46,9 @@ RETIRED = {
     "discriminator_lr_multiplier": 1.0,
     "ema_decay": 0.0,
 }
+#: Every switch name an old config or command line may still carry: `RETIRED`, and
+#: `recorded_domain_statistics`, which `joint_domain_batch` implies.
+RETIRED_SWITCHES = (*RETIRED, "recorded_domain_statistics")
 
 
 def policy_names(policy: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:

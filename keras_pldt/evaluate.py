@@ -77,8 +77,6 @@ def _rows_to_images(pipelines, rows: np.ndarray) -> np.ndarray:
     cache = getattr(pipelines, "_images", None)
     if cache is not None:
         return cache.numpy()[rows] if len(rows) else np.zeros((0,) + tuple(cache.shape[1:]))
-    import tensorflow as tf
-
     from keras_pldt.data import decode_and_preprocess_uint8
 
     size = pipelines.image_size

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_pldt.cli import HelpFormatter, fail, quiet_tensorflow
-from keras_pldt.config import PRESETS, RETIRED, VARIANTS, PLDTConfig, get_preset
+from keras_pldt.config import PRESETS, RETIRED_SWITCHES, VARIANTS, PLDTConfig, get_preset
 from keras_pldt.errors import PLDTError, RunError, TrainingDiverged
 from keras_pldt.run import RunFolder
 
@@ -161,7 +161,7 @@ def set_overrides(items: list[str]) -> dict[str, Any]:
     for item in items:
         name, sep, value = item.partition("=")
         name = name.strip().replace("-", "_")
-        if name in RETIRED or name == "recorded_domain_statistics":
+        if name in RETIRED_SWITCHES:
             raise RunError(
                 f"--set {item!r}: {name} is an experiment switch that keras_pldt does not ship; "
                 "docs/results.md has its evidence, measured at commit 17a4359"
