@@ -45,6 +45,7 @@ class _LazyModule:
 
 M = _LazyModule("keras_pldt.metrics")  # metrics imports TensorFlow
 tf = _LazyModule("tensorflow")
+networks = _LazyModule("keras_pldt.networks")
 
 from keras_pldt.errors import EvalError, PLDTError  # noqa: E402
 from keras_pldt.run import WEIGHTS, RunFolder, atomic_write, load_converter  # noqa: E402
@@ -247,19 +248,33 @@ def dd_scores(model, source01: np.ndarray, candidates01: np.ndarray, batch: int 
     """float32 [N, M]: D_A's logit "associated" for every (source, candidate target) pair, in
     inference mode (batch norm's moving statistics, the spectral-normalised kernels as saved, no
     DiffAugment); images in [0, 1], paired as in training (source, then target, on channels).
-    About ``batch`` pairs per call of D_A, built in D_A's compute dtype inside one traced
-    function (the pairs never exist as float32 arrays)."""
+    About ``batch`` pairs per call, built in D_A's compute dtype inside one traced function
+    (the pairs never exist as float32 arrays). A D_A of `networks` passes each image through its
+    first conv once and adds the two halves per pair (`networks.split_pair_conv`)."""
     d_a = model.domain_discriminator
     if d_a is None:
         raise EvalError("retrieval by DD-score needs a run with a domain discriminator (rf+dd)")
     dtype = getattr(d_a, "compute_dtype", "float32")
+    split = networks.split_pair_conv(d_a)
+
+    def pairs(src, cand):  # [a, ...], [b, ...] -> [a * b, ...], source-major
+        a, b = tf.shape(src)[0], tf.shape(cand)[0]
+        if split is None:
+            return tf.concat([tf.repeat(src, b, axis=0), tf.tile(cand, [a, 1, 1, 1])], axis=-1)
+        half, _ = split
+        both = half(src, 0)[:, None] + cand[None]
+        return tf.reshape(both, tf.concat([[a * b], tf.shape(cand)[1:]], 0))
 
     @tf.function(reduce_retracing=True)
-    def logits(src, cand):  # [a, S, S, 3], [b, S, S, 3] in [-1, 1] -> [a, b]
-        a, b = tf.shape(src)[0], tf.shape(cand)[0]
-        src, cand = tf.cast(src, dtype), tf.cast(cand, dtype)
-        pair = tf.concat([tf.repeat(src, b, axis=0), tf.tile(cand, [a, 1, 1, 1])], axis=-1)
-        return tf.reshape(tf.cast(d_a(pair, training=False), tf.float32), [a, b])
+    def candidates(cand):  # [b, S, S, 3] in [-1, 1] -> what `logits` pairs with the sources
+        cand = tf.cast(cand, dtype)
+        return cand if split is None else split[0](cand, 1)
+
+    @tf.function(reduce_retracing=True)
+    def logits(src, cand):  # [a, S, S, 3] in [-1, 1], candidates([b, ...]) -> [a, b]
+        x = pairs(tf.cast(src, dtype), cand)
+        out = d_a(x, training=False) if split is None else split[1](x)
+        return tf.reshape(tf.cast(out, tf.float32), [tf.shape(src)[0], tf.shape(cand)[0]])
 
     src = np.asarray(source01, np.float32) * 2.0 - 1.0
     cand = np.asarray(candidates01, np.float32) * 2.0 - 1.0
@@ -268,7 +283,7 @@ def dd_scores(model, source01: np.ndarray, candidates01: np.ndarray, batch: int 
     per_call = max(1, min(m, batch))
     sources = max(1, batch // per_call)
     for cs in range(0, m, per_call):
-        block = tf.constant(cand[cs : cs + per_call])
+        block = candidates(tf.constant(cand[cs : cs + per_call]))
         for s in range(0, n, sources):
             scores[s : s + sources, cs : cs + per_call] = logits(src[s : s + sources], block)
     return scores

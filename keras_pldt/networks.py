@@ -367,3 +367,33 @@ def build_real_fake_discriminator(config: PLDTConfig) -> keras.Model:
 def build_domain_discriminator(config: PLDTConfig) -> keras.Model:
     """D_A (Table 1a, right column): source, target stacked on channels -> logit 'associated'."""
     return _build_discriminator(config, 6, "domain_discriminator")
+
+
+def split_pair_conv(d_a) -> tuple | None:
+    """D_A in inference mode as ``(half, rest)`` for scoring many (source, target) pairs, or
+    None when `d_a` is not a D_A of `build_domain_discriminator`.
+
+    D_A's first conv is linear in the channel-stacked pair, so
+    ``D_A(s ++ t) == rest(half(s, 0) + half(t, 1))``: ``half(x, k)`` is that conv on the
+    source (k = 0, bias included) or target (k = 1) channels of the pair alone, ``rest`` D_A
+    from the first activation on. Each image then passes the first conv once, not once per
+    pair. Both take and return D_A's compute dtype."""
+    if not isinstance(d_a, keras.Model) or len(d_a.inputs) != 1 or d_a.inputs[0].shape[-1] != 6:
+        return None
+    first = next((layer for layer in d_a.layers if layer.name in ("conv1", "sn_conv1")), None)
+    if first is None:
+        return None
+    conv = getattr(first, "layer", first)  # the spectral norm wrapper holds its kernel as used
+    try:
+        rest = keras.Model(first.output, d_a.output)
+    except (ValueError, TypeError):
+        return None
+
+    def half(images, k: int):
+        kernel = tf.cast(conv.kernel[:, :, 3 * k : 3 * k + 3, :], images.dtype)
+        out = tf.nn.conv2d(images, kernel, conv.strides, conv.padding.upper())
+        if k == 0 and conv.use_bias:
+            out = tf.nn.bias_add(out, tf.cast(conv.bias, images.dtype))
+        return out
+
+    return half, lambda h: rest(h, training=False)

@@ -10,6 +10,7 @@ import tensorflow as tf
 from toy import toy_arrays, toy_dataset
 
 from keras_pldt import evaluate as E
+from keras_pldt import networks
 from keras_pldt.config import PLDTConfig
 from keras_pldt.data.batch import Batch
 from keras_pldt.model import PLDT
@@ -79,6 +80,7 @@ def test_scores_are_inference_mode_and_batch_independent(trained_model, held_out
     (batch norm's moving statistics, not the batch's), and in source-then-target order."""
     evalset, train = held_out
     d_a = trained_model.domain_discriminator
+    assert networks.split_pair_conv(d_a) is not None  # the scores below come from its halves
     whole = E.dd_scores(trained_model, evalset.source, train.targets)
     pieces = E.dd_scores(trained_model, evalset.source, train.targets, batch=7)
     scale = float(np.abs(whole).max())
@@ -87,6 +89,36 @@ def test_scores_are_inference_mode_and_batch_independent(trained_model, held_out
     pair = np.concatenate([evalset.source[i], train.targets[j]], -1)[None] * 2.0 - 1.0
     direct = float(np.asarray(d_a(pair, training=False)).reshape(()))
     np.testing.assert_allclose(whole[i, j], direct, rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("precision, spectral_norm", [("float32", True), ("bfloat16", False)])
+def test_split_first_conv_is_domain_discriminator_of_the_stacked_pair(precision, spectral_norm):
+    """`networks.split_pair_conv`: D_A's first conv on the source and on the target alone,
+    summed, then the rest of D_A, is D_A on the channel-stacked pair (inference mode)."""
+    from keras_pldt.precision import precision_policy
+
+    cfg = PLDTConfig(image_size=32, base_filters=4, spectral_norm=spectral_norm)
+    with precision_policy(precision):
+        d_a = networks.build_domain_discriminator(cfg)
+    pair = np.random.default_rng(1).uniform(-1, 1, (8, 32, 32, 6)).astype("float32")
+    for _ in range(3):  # batch norm's moving statistics and the spectral norm away from init
+        d_a(pair, training=True)
+    half, rest = networks.split_pair_conv(d_a)
+    x = tf.cast(pair, d_a.compute_dtype)
+    split = np.asarray(tf.cast(rest(half(x[..., :3], 0) + half(x[..., 3:], 1)), tf.float32))
+    direct = np.asarray(d_a(pair, training=False), np.float32)
+    spread = float(np.ptp(direct))
+    assert spread > 0
+    rounding = 1e-4 if precision == "float32" else 5e-2  # of the logits' spread
+    np.testing.assert_allclose(split, direct, rtol=0, atol=rounding * spread)
+    swapped = np.asarray(tf.cast(rest(half(x[..., 3:], 0) + half(x[..., :3], 1)), tf.float32))
+    assert np.abs(swapped - direct).max() > 10 * rounding * spread  # the halves are not alike
+
+
+def test_split_first_conv_needs_a_domain_discriminator():
+    cfg = PLDTConfig(image_size=32, base_filters=4)
+    assert networks.split_pair_conv(networks.build_real_fake_discriminator(cfg)) is None
+    assert networks.split_pair_conv(lambda pair, training=False: pair) is None
 
 
 def test_needs_a_domain_discriminator(held_out):
