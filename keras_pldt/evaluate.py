@@ -164,14 +164,15 @@ def score_images(generated: np.ndarray, evalset: EvalSet) -> dict:
     }
     own = evalset.target_product[None, :] == evalset.product[:, None]
     rmse_nearest = np.where(own, distances["l2"], np.inf).min(1)
-    # C-SSIM to the nearest own target: only products with several target images need it.
-    ssim_nearest = M.cssim_per_image(g, first)
+    ssim_first = M.cssim_per_image(g, first)
+    # C-SSIM to the nearest own target: only products with several target images differ.
     several = own.sum(1) > 1
+    ssim_nearest = ssim_first.copy()
     ssim_nearest[several] = np.where(own, 1.0 - distances["ssim"], -np.inf)[several].max(1)
     out = {
         "n": int(len(g)),
         "rmse": M.rmse(g, first),
-        "c_ssim": M.cssim(g, first),
+        "c_ssim": float(np.mean(ssim_first)),
         "rmse_nearest": float(np.mean(rmse_nearest)),
         "c_ssim_nearest": float(np.mean(ssim_nearest)),
         "sharpness": M.sharpness_ratio(g, first),

@@ -79,3 +79,35 @@ def test_image_grid_layout():
     grid = E.image_grid(cols, [0, 2], gap=2)
     assert grid.shape == (18, 18, 3) and grid.dtype == np.uint8
     assert grid[0, 0, 0] == 0 and grid[0, 10, 0] == 255
+
+
+def test_score_images_headline_and_nearest_columns():
+    """`rmse` / `c_ssim` score each output against its product's first target image (the mean
+    of `tf.image.ssim` per image); the `*_nearest` columns against the nearer of the product's
+    images, which differs only for the product with two."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    targets = rng.uniform(0, 1, (4, 16, 16, 3)).astype(np.float32)  # products 0, 1, 2, 2
+    target_product = np.array([0, 1, 2, 2])
+    product = np.array([0, 1, 2])
+    first = targets[[0, 1, 2]]
+    generated = np.clip(targets[[0, 1, 3]] + rng.normal(0, 0.05, (3, 16, 16, 3)), 0, 1)
+    evalset = E.EvalSet(
+        split="test", source=generated.astype(np.float32), product=product,
+        pids=["a", "b", "c"], first_target=first, targets=targets, target_product=target_product,
+    )  # fmt: skip
+    out = E.score_images(generated.astype(np.float32), evalset)
+
+    def ssim(a, b):
+        return tf.image.ssim(a, b, max_val=1.0, filter_size=11, filter_sigma=1.5).numpy()
+
+    g = generated.astype(np.float32)
+    assert_close(out["c_ssim"], float(np.mean(ssim(g, first))), 100)
+    nearest = ssim(g, targets[[0, 1, 3]])  # the third output is near product 2's second image
+    assert_close(out["c_ssim_nearest"], float(np.mean(nearest)), 100)
+    assert out["c_ssim_nearest"] > out["c_ssim"] + 0.1
+    rmse_first = np.sqrt(((g.astype(np.float64) - first) ** 2).mean((1, 2, 3)))
+    rmse_near = np.sqrt(((g.astype(np.float64) - targets[[0, 1, 3]]) ** 2).mean((1, 2, 3)))
+    assert_close(out["rmse"], float(rmse_first.mean()), 16)
+    assert_close(out["rmse_nearest"], float(rmse_near.mean()), 16)
