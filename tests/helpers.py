@@ -110,7 +110,7 @@ def demo_process(model, *args: str):
             yield match.group(1), process, err
         finally:
             process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+            process.wait(timeout=120)  # a loaded host may still be finishing a conversion
             err.seek(0)
             process.log = err.read()  # its stderr, for checks after it stopped
 
