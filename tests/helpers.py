@@ -85,6 +85,13 @@ CHROMIUM_ARGS = [
 ]
 
 
+def _default_interrupt() -> None:
+    """In the child before exec: Ctrl-C (SIGINT) as in a terminal. A shell without job control
+    starts background commands with SIGINT ignored, and children inherit that; Python then
+    installs no KeyboardInterrupt handler, and the demo could not be stopped."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def demo_process(model, *args: str):
     """`python -m keras_pldt.demo --model MODEL --port 0 ARGS` as a user runs it: yields (url,
@@ -97,8 +104,9 @@ def demo_process(model, *args: str):
     command = [sys.executable, "-m", "keras_pldt.demo", "--model", str(model), "--port", "0"]
     with tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(
-            [*command, *args], stdout=subprocess.PIPE, stderr=err, text=True, cwd=root, env=env
-        )
+            [*command, *args], stdout=subprocess.PIPE, stderr=err, text=True, cwd=root, env=env,
+            preexec_fn=_default_interrupt,
+        )  # fmt: skip
         try:
             ready, _, _ = select.select([process.stdout], [], [], 180)
             line = process.stdout.readline() if ready else ""
@@ -110,7 +118,12 @@ def demo_process(model, *args: str):
             yield match.group(1), process, err
         finally:
             process.send_signal(signal.SIGINT)
-            process.wait(timeout=120)  # a loaded host may still be finishing a conversion
+            try:
+                process.wait(timeout=120)  # a loaded host may still be finishing a conversion
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                pytest.fail("the demo did not stop on Ctrl-C (SIGINT) within 120 s")
             err.seek(0)
             process.log = err.read()  # its stderr, for checks after it stopped
 
