@@ -213,31 +213,18 @@ def ssim_numpy(a, b, filter_size: int = 11) -> np.ndarray:
     return _ssim_from_stats(blur(x), blur(y), blur(x * x), blur(y * y), blur(x * y), c1, c2)
 
 
-def _gaussian_blur_tf(filter_size: int, image_shape):
-    """The valid Gaussian window of C-SSIM as two 1-D depthwise passes over [P, H, W, 3]."""
-    f = _filter_size(np.zeros(image_shape), filter_size)
-    g = _gaussian_window(f, SSIM_SETTINGS["filter_sigma"])
-    kernels = [
-        tf.constant(np.tile(g.reshape(shape), (1, 1, 3, 1)))
-        for shape in ((f, 1, 1, 1), (1, f, 1, 1))
-    ]
-
-    def blur(z):
-        for kernel in kernels:
-            z = tf.nn.depthwise_conv2d(z, kernel, [1, 1, 1, 1], "VALID")
-        return z
-
-    return blur
+def _window_mean(z, ah, aw):
+    """[..., H', W', C]: the valid Gaussian window mean of ``z`` [..., H, W, C], the window's two
+    1-D passes as matrix products with its band matrices ``ah`` [H', H] and ``aw`` [W', W]
+    (:func:`_gaussian_matrix`; dense products keep the CPU's vector units busier than a
+    depthwise conv over three channels)."""
+    return tf.einsum("jw,...iwc->...ijc", aw, tf.einsum("ih,...hwc->...iwc", ah, z))
 
 
 @tf.function(reduce_retracing=True)
 def _pair_window_means(q, c, ah, aw):
-    """[a, b, H', W', 3]: the valid Gaussian window mean of ``q[i] * c[j]`` for every pair, the
-    window's two 1-D passes as matrix products with the band matrices ``ah`` [H', H] and ``aw``
-    [W', W] (dense products keep the CPU's vector units busier than a depthwise conv over
-    three channels)."""
-    z = q[:, None] * c[None]
-    return tf.einsum("jw,abiwc->abijc", aw, tf.einsum("ih,abhwc->abiwc", ah, z))
+    """[a, b, H', W', 3]: the window mean (:func:`_window_mean`) of ``q[i] * c[j]``, each pair."""
+    return _window_mean(q[:, None] * c[None], ah, aw)
 
 
 @tf.function(jit_compile=True)
@@ -263,19 +250,18 @@ def pairwise_ssim_distance(queries, candidates, filter_size: int = 11, chunk: in
     out = np.empty((n, m), np.float64)
     if n == 0 or m == 0:
         return (1.0 - out)[inverse]
-    blur = _gaussian_blur_tf(filter_size, q.shape[1:])
     c1 = (SSIM_SETTINGS["k1"] * SSIM_SETTINGS["max_val"]) ** 2
     c2 = (SSIM_SETTINGS["k2"] * SSIM_SETTINGS["max_val"]) ** 2
-
-    def stats(x):  # window mean and variance of each image, [P, H', W', 3] each
-        mean = blur(x)
-        return mean, blur(x * x) - mean * mean
-
     f = _filter_size(q, filter_size)
     ah, aw = (
         tf.constant(_gaussian_matrix(side, f, SSIM_SETTINGS["filter_sigma"]), tf.float32)
         for side in q.shape[1:3]
     )
+
+    def stats(x):  # window mean and variance of each image, [P, H', W', 3] each
+        mean = _window_mean(x, ah, aw)
+        return mean, _window_mean(x * x, ah, aw) - mean * mean
+
     ct = tf.constant(c)
     mc, vc = stats(ct)
     block_c = min(m, chunk)
