@@ -257,24 +257,33 @@ def dd_scores(model, source01: np.ndarray, candidates01: np.ndarray, batch: int 
         raise EvalError("retrieval by DD-score needs a run with a domain discriminator (rf+dd)")
     dtype = getattr(d_a, "compute_dtype", "float32")
     split = networks.split_pair_conv(d_a)
+    if split is None:  # any callable on the channel-stacked pair
 
-    def pairs(src, cand):  # [a, ...], [b, ...] -> [a * b, ...], source-major
-        a, b = tf.shape(src)[0], tf.shape(cand)[0]
-        if split is None:
-            return tf.concat([tf.repeat(src, b, axis=0), tf.tile(cand, [a, 1, 1, 1])], axis=-1)
-        half, _ = split
-        both = half(src, 0)[:, None] + cand[None]
-        return tf.reshape(both, tf.concat([[a * b], tf.shape(cand)[1:]], 0))
+        def prepare(cand):
+            return cand
+
+        def score(src, cand):  # [a, ...], [b, ...] -> [a * b] logits, source-major
+            a, b = tf.shape(src)[0], tf.shape(cand)[0]
+            pair = tf.concat([tf.repeat(src, b, axis=0), tf.tile(cand, [a, 1, 1, 1])], axis=-1)
+            return d_a(pair, training=False)
+
+    else:
+        half, rest = split
+
+        def prepare(cand):
+            return half(cand, 1)
+
+        def score(src, cand):
+            both = half(src, 0)[:, None] + cand[None]
+            return rest(tf.reshape(both, tf.concat([[-1], tf.shape(cand)[1:]], 0)))
 
     @tf.function(reduce_retracing=True)
     def candidates(cand):  # [b, S, S, 3] in [-1, 1] -> what `logits` pairs with the sources
-        cand = tf.cast(cand, dtype)
-        return cand if split is None else split[0](cand, 1)
+        return prepare(tf.cast(cand, dtype))
 
     @tf.function(reduce_retracing=True)
     def logits(src, cand):  # [a, S, S, 3] in [-1, 1], candidates([b, ...]) -> [a, b]
-        x = pairs(tf.cast(src, dtype), cand)
-        out = d_a(x, training=False) if split is None else split[1](x)
+        out = score(tf.cast(src, dtype), cand)
         return tf.reshape(tf.cast(out, tf.float32), [tf.shape(src)[0], tf.shape(cand)[0]])
 
     src = np.asarray(source01, np.float32) * 2.0 - 1.0
