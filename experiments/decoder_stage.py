@@ -4,6 +4,8 @@ the run of this process only, so the run folder's config is the preset's.
 
     python experiments/decoder_stage.py subpixel-last -- --data DIR --out OUT ...
     python experiments/decoder_stage.py bilinear -- --data DIR --out OUT ...
+    python experiments/decoder_stage.py full-res-last -- --data DIR --out OUT ...
+    python experiments/decoder_stage.py d-full-res -- --data DIR --out OUT ...
 
 * ``subpixel-last``: the last stage (to RGB) is a 5x5 conv at the low resolution to 4 x 3
   channels, then a pixel shuffle (depth-to-space), each 2 x 2 phase with its own kernel, so its
@@ -12,6 +14,13 @@ the run of this process only, so the run folder's config is the preset's.
   initialisation). The other stages stay resize-convs.
 * ``bilinear``: every stage upsamples bilinearly (nearest x2, then [1, 2, 1] / 4) before its
   5x5 conv.
+* ``full-res-last``: the last stage draws at the output resolution with a nonlinearity: nearest
+  x2, a 3x3 conv to the previous stage's width, batch norm, ReLU, then a 3x3 conv to RGB (the
+  resize stage's RGB is a linear function of the half-resolution features).
+* ``d-full-res``: D_R and D_A read the image at full resolution before their first stride-2
+  conv: a 3x3 stride-1 conv to half the base width (spectral norm as the preset), LeakyReLU.
+
+Kinds combine with ``+`` (``subpixel-last+d-full-res``).
 
 A run made here loads only in a process that applies the same swap.
 """
@@ -65,23 +74,60 @@ def bilinear_stage(config, filters: int, name: str, use_bias: bool):
     return lambda x: conv(layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x))
 
 
-def swap(kind: str) -> None:
-    resize = networks._upsample
+def full_res_stage(config, filters: int, name: str):
+    width = networks.stage_widths(config.image_size, config.base_filters)[0]
+    draw = RESIZE(config, width, f"{name}_full", use_bias=False)
+    rgb = layers.Conv2D(
+        filters, 3, padding="same", use_bias=True,
+        kernel_initializer=networks._init(config), name=name,
+    )  # fmt: skip
+
+    def stage(x):
+        x = networks._batch_norm(config, f"{name}_full_bn")(draw(x))
+        return rgb(layers.ReLU(name=f"{name}_full_relu")(x))
+
+    return stage
+
+
+RESIZE = networks._upsample
+CONV_STACK = networks._conv_stack
+
+
+def d_full_res_stack(x, config, spectral_norm=False, grouped=False):
+    if grouped:  # the discriminators' stack (the encoder's is not grouped)
+        conv = layers.Conv2D(
+            max(config.base_filters // 2, 1), 3, padding="same", use_bias=True,
+            kernel_initializer=networks._init(config), name="conv0",
+        )  # fmt: skip
+        if spectral_norm:
+            conv = networks._spectral_norm(conv, "sn_conv0")
+        x = layers.LeakyReLU(config.leaky_slope, name="lrelu0")(conv(x))
+    return CONV_STACK(x, config, spectral_norm=spectral_norm, grouped=grouped)
+
+
+def swap(kinds: str) -> None:
+    kinds = set(kinds.split("+"))
 
     def upsample(config, filters, name, use_bias):
-        if kind == "bilinear":
+        if "bilinear" in kinds:
             return bilinear_stage(config, filters, name, use_bias)
         if filters == 3 and use_bias:  # the decoder's last stage, to RGB
-            return subpixel_stage(config, filters, name)
-        return resize(config, filters, name, use_bias)
+            if "subpixel-last" in kinds:
+                return subpixel_stage(config, filters, name)
+            if "full-res-last" in kinds:
+                return full_res_stage(config, filters, name)
+        return RESIZE(config, filters, name, use_bias)
 
     networks._upsample = upsample
+    if "d-full-res" in kinds:
+        networks._conv_stack = d_full_res_stack
 
 
 def main(argv: list[str]) -> int:
-    kinds = ("subpixel-last", "bilinear")
-    if len(argv) < 2 or argv[0] not in kinds or argv[1] != "--":
-        print(f"usage: python experiments/decoder_stage.py {{{','.join(kinds)}}} -- REPRODUCE_ARGS")
+    kinds = ("subpixel-last", "bilinear", "full-res-last", "d-full-res")
+    if len(argv) < 2 or not set(argv[0].split("+")) <= set(kinds) or argv[1] != "--":
+        usage = f"{'|'.join(kinds)}[+...] -- REPRODUCE_ARGS"
+        print(f"usage: python experiments/decoder_stage.py {usage}")
         return 2
     swap(argv[0])
     from keras_pldt.reproduce import main as reproduce

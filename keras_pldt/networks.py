@@ -381,7 +381,7 @@ def split_pair_conv(d_a) -> tuple | None:
     if not isinstance(d_a, keras.Model) or len(d_a.inputs) != 1 or d_a.inputs[0].shape[-1] != 6:
         return None
     first = next((layer for layer in d_a.layers if layer.name in ("conv1", "sn_conv1")), None)
-    if first is None:
+    if first is None or first.input is not d_a.inputs[0]:  # linear in the pair only if first
         return None
     conv = getattr(first, "layer", first)  # the spectral norm wrapper holds its kernel as used
     try:

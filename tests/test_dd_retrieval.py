@@ -119,6 +119,11 @@ def test_split_first_conv_needs_a_domain_discriminator():
     cfg = PLDTConfig(image_size=32, base_filters=4)
     assert networks.split_pair_conv(networks.build_real_fake_discriminator(cfg)) is None
     assert networks.split_pair_conv(lambda pair, training=False: pair) is None
+    # a layer before conv1 makes conv1 nonlinear in the pair: no split
+    pair = keras.Input((32, 32, 6))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv0")(pair)
+    x = keras.layers.Conv2D(4, 5, strides=2, name="conv1")(x)
+    assert networks.split_pair_conv(keras.Model(pair, keras.layers.Flatten()(x))) is None
 
 
 def test_needs_a_domain_discriminator(held_out):
