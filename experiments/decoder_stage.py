@@ -20,7 +20,11 @@ the run of this process only, so the run folder's config is the preset's.
 * ``d-full-res``: D_R and D_A read the image at full resolution before their first stride-2
   conv: a 3x3 stride-1 conv to half the base width (spectral norm as the preset), LeakyReLU.
 
-Kinds combine with ``+`` (``subpixel-last+d-full-res``).
+* ``pixel-half``: not a stage: the pixel terms (L1, 1 - SSIM, pixel contrast) compare 2x2
+  averages of the output and the target, so that the finest octave is judged by D_R and D_A
+  alone.
+
+Kinds combine with ``+`` (``full-res-last+pixel-half``).
 
 A run made here loads only in a process that applies the same swap.
 """
@@ -30,9 +34,10 @@ from __future__ import annotations
 import sys
 
 import keras
+import tensorflow as tf
 from keras import layers
 
-from keras_pldt import networks
+from keras_pldt import losses, networks
 
 
 @keras.saving.register_keras_serializable(package="experiments")
@@ -121,10 +126,21 @@ def swap(kinds: str) -> None:
     networks._upsample = upsample
     if "d-full-res" in kinds:
         networks._conv_stack = d_full_res_stack
+    if "pixel-half" in kinds:
+        for name in ("pixel_l1", "ssim_loss", "pixel_contrast"):
+            setattr(losses, name, at_half_resolution(getattr(losses, name)))
+
+
+def at_half_resolution(term):
+    def half(generated, target, *args, **kwargs):
+        pool = lambda x: tf.nn.avg_pool2d(x, 2, 2, "VALID")  # noqa: E731
+        return term(pool(generated), pool(target), *args, **kwargs)
+
+    return half
 
 
 def main(argv: list[str]) -> int:
-    kinds = ("subpixel-last", "bilinear", "full-res-last", "d-full-res")
+    kinds = ("subpixel-last", "bilinear", "full-res-last", "d-full-res", "pixel-half")
     if len(argv) < 2 or not set(argv[0].split("+")) <= set(kinds) or argv[1] != "--":
         usage = f"{'|'.join(kinds)}[+...] -- REPRODUCE_ARGS"
         print(f"usage: python experiments/decoder_stage.py {usage}")
