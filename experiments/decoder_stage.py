@@ -6,6 +6,7 @@ the run of this process only, so the run folder's config is the preset's.
     python experiments/decoder_stage.py bilinear -- --data DIR --out OUT ...
     python experiments/decoder_stage.py full-res-last -- --data DIR --out OUT ...
     python experiments/decoder_stage.py d-full-res -- --data DIR --out OUT ...
+    python experiments/decoder_stage.py pixel-half+full-res-last -- --data DIR --out OUT ...
 
 * ``subpixel-last``: the last stage (to RGB) is a 5x5 conv at the low resolution to 4 x 3
   channels, then a pixel shuffle (depth-to-space), each 2 x 2 phase with its own kernel, so its
@@ -19,7 +20,6 @@ the run of this process only, so the run folder's config is the preset's.
   resize stage's RGB is a linear function of the half-resolution features).
 * ``d-full-res``: D_R and D_A read the image at full resolution before their first stride-2
   conv: a 3x3 stride-1 conv to half the base width (spectral norm as the preset), LeakyReLU.
-
 * ``pixel-half``: not a stage: the pixel terms (L1, 1 - SSIM, pixel contrast) compare 2x2
   averages of the output and the target, so that the finest octave is judged by D_R and D_A
   alone.
@@ -38,6 +38,10 @@ import tensorflow as tf
 from keras import layers
 
 from keras_pldt import losses, networks
+
+# the package's own stages, which the swaps below wrap
+RESIZE = networks._upsample
+CONV_STACK = networks._conv_stack
 
 
 @keras.saving.register_keras_serializable(package="experiments")
@@ -94,10 +98,6 @@ def full_res_stage(config, filters: int, name: str):
     return stage
 
 
-RESIZE = networks._upsample
-CONV_STACK = networks._conv_stack
-
-
 def d_full_res_stack(x, config, spectral_norm=False, grouped=False):
     if grouped:  # the discriminators' stack (the encoder's is not grouped)
         conv = layers.Conv2D(
@@ -132,11 +132,16 @@ def swap(kinds: str) -> None:
 
 
 def at_half_resolution(term):
+    """`term` (a pixel term of `keras_pldt.losses`) on the 2x2 averages of both images."""
+
     def half(generated, target, *args, **kwargs):
-        pool = lambda x: tf.nn.avg_pool2d(x, 2, 2, "VALID")  # noqa: E731
-        return term(pool(generated), pool(target), *args, **kwargs)
+        return term(_average_2x2(generated), _average_2x2(target), *args, **kwargs)
 
     return half
+
+
+def _average_2x2(x):
+    return tf.nn.avg_pool2d(x, 2, 2, "VALID")
 
 
 def main(argv: list[str]) -> int:

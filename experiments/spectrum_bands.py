@@ -19,14 +19,24 @@ import numpy as np
 BANDS = ((2.0, 2.7), (2.7, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, float("inf")))
 
 
-def band_ratios(generated, target) -> list[float]:
-    """Mean log10 power ratio (rows and columns averaged) in each band of `BANDS` (px)."""
+def band_ratios(generated, reference) -> list[float]:
+    """Mean log10 power ratio (rows and columns averaged) in each band of `BANDS` (px), against
+    the real photos' ``reference = metrics.power_spectra(target)``."""
     from keras_pldt import metrics as M
 
-    rows, cols = M.spectral_log_ratio(generated, target)
+    rows, cols = M.spectral_log_ratio(generated, reference=reference)
     ratio = (rows + cols) / 2  # square images
     periods = 2 * len(rows) / np.arange(1, len(rows) + 1)
     return [float(np.mean(ratio[(periods >= a) & (periods < b)])) for a, b in BANDS]
+
+
+def table_row(label: str, generated, reference) -> str:
+    """One markdown row: the spectral gap (`keras_pldt.metrics.spectral_gap`) and the bands."""
+    from keras_pldt import metrics as M
+
+    gap = M.spectral_gap(generated, reference=reference)
+    cells = [f"{v:+.2f}" for v in band_ratios(generated, reference)]
+    return f"| {label} | {gap:.2f} | " + " | ".join(cells) + " |"
 
 
 def main(argv: list[str]) -> int:
@@ -54,14 +64,11 @@ def main(argv: list[str]) -> int:
         pipelines = E.build_eval_pipelines(run, config, *E.data_of_run(run))
         evalset = E.load_eval_set(pipelines, "test")
         generated = E.generate(E.load_converter(run, "last"), evalset.source)
-        gap = M.spectral_gap(generated, evalset.first_target)
-        cells = [f"{v:+.2f}" for v in band_ratios(generated, evalset.first_target)]
-        print(f"| {run} | {gap:.2f} | " + " | ".join(cells) + " |")
+        reference = M.power_spectra(evalset.first_target)  # once per run, for every row
+        print(table_row(str(run), generated, reference))
         if args.real:
             real = E.nn_pixel_baseline(evalset, E.load_training_set(pipelines))
-            gap = M.spectral_gap(real, evalset.first_target)
-            cells = [f"{v:+.2f}" for v in band_ratios(real, evalset.first_target)]
-            print(f"| NN pixel retrieval | {gap:.2f} | " + " | ".join(cells) + " |")
+            print(table_row("NN pixel retrieval", real, reference))
     return 0
 
 
