@@ -7,6 +7,7 @@ the run of this process only, so the run folder's config is the preset's.
     python experiments/decoder_stage.py full-res-last -- --data DIR --out OUT ...
     python experiments/decoder_stage.py d-full-res -- --data DIR --out OUT ...
     python experiments/decoder_stage.py pixel-half+full-res-last -- --data DIR --out OUT ...
+    python experiments/decoder_stage.py pixel-half+detail-magnitude+full-res-last -- ...
 
 * ``subpixel-last``: the last stage (to RGB) is a 5x5 conv at the low resolution to 4 x 3
   channels, then a pixel shuffle (depth-to-space), each 2 x 2 phase with its own kernel, so its
@@ -23,6 +24,10 @@ the run of this process only, so the run folder's config is the preset's.
 * ``pixel-half``: not a stage: the pixel terms (L1, 1 - SSIM, pixel contrast) compare 2x2
   averages of the output and the target, so that the finest octave is judged by D_R and D_A
   alone.
+* ``detail-magnitude``: the L1 term also compares the magnitudes of the 2x2 Haar details
+  (horizontal, vertical, diagonal) of the output and the target, not their signs: with
+  ``pixel-half``, the finest octave must have the target's local energy where the target has
+  it and none where it is flat, and D_R and D_A decide its phase.
 
 Kinds combine with ``+`` (``full-res-last+pixel-half``).
 
@@ -129,6 +134,8 @@ def swap(kinds: str) -> None:
     if "pixel-half" in kinds:
         for name in ("pixel_l1", "ssim_loss", "pixel_contrast"):
             setattr(losses, name, at_half_resolution(getattr(losses, name)))
+    if "detail-magnitude" in kinds:  # on the full images, after pixel-half
+        losses.pixel_l1 = with_detail_magnitude(losses.pixel_l1)
 
 
 def at_half_resolution(term):
@@ -140,12 +147,36 @@ def at_half_resolution(term):
     return half
 
 
+def with_detail_magnitude(term):
+    """`term` plus the L1 distance between |Haar detail| of both images at full resolution,
+    summed over the three details (a 2 px checkerboard of amplitude A costs A, as in L1)."""
+
+    def detail(generated, target, *args, **kwargs):
+        magnitudes = [tf.abs(_haar_details(x)) for x in (generated, target)]
+        gap = tf.reduce_mean(tf.reduce_sum(tf.abs(magnitudes[0] - magnitudes[1]), axis=-1))
+        return term(generated, target, *args, **kwargs) + gap
+
+    return detail
+
+
+def _haar_details(x):
+    """The horizontal, vertical and diagonal 2x2 Haar details of `x` (pixel units, [-1, 1]),
+    stacked on a new last axis."""
+    x = tf.cast(x, tf.float32)
+    a, b = x[:, 0::2, 0::2], x[:, 0::2, 1::2]
+    c, d = x[:, 1::2, 0::2], x[:, 1::2, 1::2]
+    return tf.stack([a - b + c - d, a + b - c - d, a - b - c + d], axis=-1) / 4.0
+
+
 def _average_2x2(x):
     return tf.nn.avg_pool2d(x, 2, 2, "VALID")
 
 
 def main(argv: list[str]) -> int:
-    kinds = ("subpixel-last", "bilinear", "full-res-last", "d-full-res", "pixel-half")
+    kinds = (
+        "subpixel-last", "bilinear", "full-res-last", "d-full-res", "pixel-half",
+        "detail-magnitude",
+    )  # fmt: skip
     if len(argv) < 2 or not set(argv[0].split("+")) <= set(kinds) or argv[1] != "--":
         usage = f"{'|'.join(kinds)}[+...] -- REPRODUCE_ARGS"
         print(f"usage: python experiments/decoder_stage.py {usage}")
