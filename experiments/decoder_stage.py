@@ -8,6 +8,7 @@ the run of this process only, so the run folder's config is the preset's.
     python experiments/decoder_stage.py d-full-res -- --data DIR --out OUT ...
     python experiments/decoder_stage.py pixel-half+full-res-last -- --data DIR --out OUT ...
     python experiments/decoder_stage.py pixel-half+detail-magnitude+full-res-last -- ...
+    python experiments/decoder_stage.py pixel-half+detail-energy+full-res-last -- ...
 
 * ``subpixel-last``: the last stage (to RGB) is a 5x5 conv at the low resolution to 4 x 3
   channels, then a pixel shuffle (depth-to-space), each 2 x 2 phase with its own kernel, so its
@@ -28,6 +29,8 @@ the run of this process only, so the run folder's config is the preset's.
   (horizontal, vertical, diagonal) of the output and the target, not their signs: with
   ``pixel-half``, the finest octave must have the target's local energy where the target has
   it and none where it is flat, and D_R and D_A decide its phase.
+* ``detail-energy``: as ``detail-magnitude``, on the mean magnitude over 8x8 pixel windows
+  (the local energy of the finest octave, not where in the window it lies).
 
 Kinds combine with ``+`` (``full-res-last+pixel-half``).
 
@@ -136,6 +139,8 @@ def swap(kinds: str) -> None:
             setattr(losses, name, at_half_resolution(getattr(losses, name)))
     if "detail-magnitude" in kinds:  # on the full images, after pixel-half
         losses.pixel_l1 = with_detail_magnitude(losses.pixel_l1)
+    if "detail-energy" in kinds:
+        losses.pixel_l1 = with_detail_magnitude(losses.pixel_l1, window=4)
 
 
 def at_half_resolution(term):
@@ -147,12 +152,22 @@ def at_half_resolution(term):
     return half
 
 
-def with_detail_magnitude(term):
+def with_detail_magnitude(term, window: int = 1):
     """`term` plus the L1 distance between |Haar detail| of both images at full resolution,
-    summed over the three details (a 2 px checkerboard of amplitude A costs A, as in L1)."""
+    averaged over `window` x `window` Haar blocks and summed over the three details (a 2 px
+    checkerboard of amplitude A costs A, as in L1)."""
+
+    def local(x):
+        magnitude = tf.abs(_haar_details(x))
+        if window == 1:
+            return magnitude
+        shape = tf.shape(magnitude)
+        flat = tf.reshape(magnitude, tf.concat([shape[:3], [-1]], 0))
+        pooled = tf.nn.avg_pool2d(flat, window, window, "VALID")
+        return tf.reshape(pooled, tf.concat([tf.shape(pooled)[:3], shape[3:]], 0))
 
     def detail(generated, target, *args, **kwargs):
-        magnitudes = [tf.abs(_haar_details(x)) for x in (generated, target)]
+        magnitudes = [local(x) for x in (generated, target)]
         gap = tf.reduce_mean(tf.reduce_sum(tf.abs(magnitudes[0] - magnitudes[1]), axis=-1))
         return term(generated, target, *args, **kwargs) + gap
 
@@ -175,7 +190,7 @@ def _average_2x2(x):
 def main(argv: list[str]) -> int:
     kinds = (
         "subpixel-last", "bilinear", "full-res-last", "d-full-res", "pixel-half",
-        "detail-magnitude",
+        "detail-magnitude", "detail-energy",
     )  # fmt: skip
     if len(argv) < 2 or not set(argv[0].split("+")) <= set(kinds) or argv[1] != "--":
         usage = f"{'|'.join(kinds)}[+...] -- REPRODUCE_ARGS"
