@@ -12,14 +12,13 @@ part of the package: it reads run folders with ``keras_pldt.evaluate``'s public 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-import decoder_stage  # noqa: E402
+from spectrum_bands import run_outputs  # noqa: E402
 
 WINDOW = 4  # Haar blocks, 8x8 pixels
 
@@ -27,7 +26,9 @@ WINDOW = 4  # Haar blocks, 8x8 pixels
 def window_energy(images) -> np.ndarray:
     """[N, H / 8, W / 8]: the summed |Haar detail| magnitudes, averaged over channels and
     8x8 pixel windows (images in [0, 1])."""
-    detail = np.abs(decoder_stage._haar_details(images).numpy()).sum(-1).mean(-1)
+    from decoder_stage import _haar_details  # imports TensorFlow
+
+    detail = np.abs(_haar_details(images).numpy()).sum(-1).mean(-1)
     n, h, w = detail.shape
     return detail.reshape(n, h // WINDOW, WINDOW, w // WINDOW, WINDOW).mean((2, 4))
 
@@ -40,28 +41,15 @@ def table_row(label: str, energy: np.ndarray, target: np.ndarray) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders")
-    parser.add_argument("--stage", help="decoder_stage.py kind the runs were made with")
-    parser.add_argument(
-        "--real", action="store_true", help="add rows for NN pixel retrieval and the product photos"
-    )
-    args = parser.parse_args(argv)
-    if args.stage:
-        decoder_stage.swap(args.stage)
-    from keras_pldt import evaluate as E
-    from keras_pldt.run import RunFolder
-
+    description = __doc__.split("\n\n")[0]
+    real_help = "add rows for NN pixel retrieval and the product photos"
+    outputs = run_outputs(argv, description, real_help)
     print("| run | where the product photo is flat | where it is most detailed | overall |")
     print("|---|---|---|---|")
-    for run in args.runs:
-        pipelines = E.build_eval_pipelines(run, RunFolder(run).config(), *E.data_of_run(run))
-        evalset = E.load_eval_set(pipelines, "test")
+    for run, evalset, generated, real in outputs:
         target = window_energy(evalset.first_target)
-        generated = E.generate(E.load_converter(run, "last"), evalset.source)
         print(table_row(str(run), window_energy(generated), target))
-        if args.real:
-            real = E.nn_pixel_baseline(evalset, E.load_training_set(pipelines))
+        if real is not None:
             print(table_row("NN pixel retrieval", window_energy(real), target))
             print(table_row("product photos", target, target))
     return 0

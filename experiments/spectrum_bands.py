@@ -39,35 +39,47 @@ def table_row(label: str, generated, reference) -> str:
     return f"| {label} | {gap:.2f} | " + " | ".join(cells) + " |"
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_outputs(argv: list[str], description: str, real_help: str):
+    """Parse ``[--stage KIND] [--real] RUN_DIR ...``; return an iterator over the run folders
+    of (run, its test set, the converter's outputs, NN pixel retrieval's real photos or None
+    without --real)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")
     parser.add_argument("--stage", help="decoder_stage.py kind the runs were made with")
-    parser.add_argument(
-        "--real", action="store_true", help="add a row for NN pixel retrieval (real photos)"
-    )
+    parser.add_argument("--real", action="store_true", help=real_help)
     args = parser.parse_args(argv)
     if args.stage:
         sys.path.insert(0, str(Path(__file__).parent))
         import decoder_stage
 
         decoder_stage.swap(args.stage)
+    return _outputs(args.runs, args.real)
+
+
+def _outputs(runs: list[Path], with_real: bool):
     from keras_pldt import evaluate as E
-    from keras_pldt import metrics as M
     from keras_pldt.run import RunFolder
+
+    for run in runs:
+        pipelines = E.build_eval_pipelines(run, RunFolder(run).config(), *E.data_of_run(run))
+        evalset = E.load_eval_set(pipelines, "test")
+        generated = E.generate(E.load_converter(run, "last"), evalset.source)
+        real = E.nn_pixel_baseline(evalset, E.load_training_set(pipelines)) if with_real else None
+        yield run, evalset, generated, real
+
+
+def main(argv: list[str]) -> int:
+    description, real_help = __doc__.split("\n\n")[0], "add a row for NN pixel retrieval"
+    outputs = run_outputs(argv, description, real_help)
+    from keras_pldt import metrics as M
 
     names = [f"{a:g}-{b:g} px" for a, b in BANDS]
     print("| run | spectral gap | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 2) + "|")
-    for run in args.runs:
-        config = RunFolder(run).config()
-        pipelines = E.build_eval_pipelines(run, config, *E.data_of_run(run))
-        evalset = E.load_eval_set(pipelines, "test")
-        generated = E.generate(E.load_converter(run, "last"), evalset.source)
+    for run, evalset, generated, real in outputs:
         reference = M.power_spectra(evalset.first_target)  # once per run, for every row
         print(table_row(str(run), generated, reference))
-        if args.real:
-            real = E.nn_pixel_baseline(evalset, E.load_training_set(pipelines))
+        if real is not None:
             print(table_row("NN pixel retrieval", real, reference))
     return 0
 
