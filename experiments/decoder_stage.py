@@ -26,7 +26,7 @@ the run of this process only, so the run folder's config is the preset's.
   averages of the output and the target, so that the finest octave is judged by D_R and D_A
   alone.
 * ``detail-magnitude``: the L1 term also compares the magnitudes of the 2x2 Haar details
-  (horizontal, vertical, diagonal) of the output and the target, not their signs: with
+  (across columns, across rows, diagonal) of the output and the target, not their signs: with
   ``pixel-half``, the finest octave must have the target's local energy where the target has
   it and none where it is flat, and D_R and D_A decide its phase.
 * ``detail-energy``: as ``detail-magnitude``, on the mean magnitude over 8x8 pixel windows
@@ -175,8 +175,8 @@ def with_detail_magnitude(term, window: int = 1):
 
 
 def _haar_details(x):
-    """The horizontal, vertical and diagonal 2x2 Haar details of `x` (pixel units, [-1, 1]),
-    stacked on a new last axis."""
+    """The 2x2 Haar details of `x` (NHWC, in its own units): across columns, across rows and
+    diagonal, stacked on a new last axis."""
     x = tf.cast(x, tf.float32)
     a, b = x[:, 0::2, 0::2], x[:, 0::2, 1::2]
     c, d = x[:, 1::2, 0::2], x[:, 1::2, 1::2]
