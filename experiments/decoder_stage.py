@@ -153,34 +153,28 @@ def at_half_resolution(term):
 
 
 def with_detail_magnitude(term, window: int = 1):
-    """`term` plus the L1 distance between |Haar detail| of both images at full resolution,
-    averaged over `window` x `window` Haar blocks and summed over the three details (a 2 px
-    checkerboard of amplitude A costs A, as in L1)."""
-
-    def local(x):
-        magnitude = tf.abs(_haar_details(x))
-        if window == 1:
-            return magnitude
-        shape = tf.shape(magnitude)
-        flat = tf.reshape(magnitude, tf.concat([shape[:3], [-1]], 0))
-        pooled = tf.nn.avg_pool2d(flat, window, window, "VALID")
-        return tf.reshape(pooled, tf.concat([tf.shape(pooled)[:3], shape[3:]], 0))
+    """`term` plus the L1 distance between `detail_magnitudes` of both images, summed over the
+    three details (a 2 px checkerboard of amplitude A costs A, as in L1)."""
 
     def detail(generated, target, *args, **kwargs):
-        magnitudes = [local(x) for x in (generated, target)]
-        gap = tf.reduce_mean(tf.reduce_sum(tf.abs(magnitudes[0] - magnitudes[1]), axis=-1))
-        return term(generated, target, *args, **kwargs) + gap
+        gap = tf.abs(detail_magnitudes(generated, window) - detail_magnitudes(target, window))
+        return term(generated, target, *args, **kwargs) + HAAR_DETAILS * tf.reduce_mean(gap)
 
     return detail
 
 
-def _haar_details(x):
-    """The 2x2 Haar details of `x` (NHWC, in its own units): across columns, across rows and
-    diagonal, stacked on a new last axis."""
+HAAR_DETAILS = 3  # across columns, across rows, diagonal
+
+
+def detail_magnitudes(x, window: int = 1):
+    """|2x2 Haar detail| of `x` (NHWC, in its own units) at full resolution, averaged over
+    `window` x `window` Haar blocks: the details across columns, across rows and diagonal of
+    each channel, concatenated on the channel axis."""
     x = tf.cast(x, tf.float32)
     a, b = x[:, 0::2, 0::2], x[:, 0::2, 1::2]
     c, d = x[:, 1::2, 0::2], x[:, 1::2, 1::2]
-    return tf.stack([a - b + c - d, a + b - c - d, a - b - c + d], axis=-1) / 4.0
+    details = tf.concat([a - b + c - d, a + b - c - d, a - b - c + d], axis=-1) / 4.0
+    return tf.nn.avg_pool2d(tf.abs(details), window, window, "VALID")
 
 
 def _average_2x2(x):
