@@ -1,6 +1,7 @@
 """Where a run's spectral gap lies: the log10 ratio of its test outputs' power to the product
 photos' (`keras_pldt.metrics.spectral_log_ratio`, rows and columns averaged), per band of
-periods (docs/results.md, "128 px on grocery_val").
+periods, beside its grid contrast (`keras_pldt.metrics.grid_contrast`) and the lattice period
+where that lies (docs/results.md, "128 px on grocery_val").
 
     python experiments/spectrum_bands.py [--stage KIND] [--real] RUN_DIR [RUN_DIR ...]
 
@@ -30,12 +31,15 @@ def band_ratios(generated, reference) -> list[float]:
     return [float(np.mean(ratio[(periods >= a) & (periods < b)])) for a, b in BANDS]
 
 
-def table_row(label: str, generated, reference) -> str:
-    """One markdown row: the spectral gap (`keras_pldt.metrics.spectral_gap`) and the bands."""
+def table_row(label: str, generated, reference, shares) -> str:
+    """One markdown row: the spectral gap (`keras_pldt.metrics.spectral_gap`), the grid contrast
+    with its period and the bands; ``shares = metrics.lattice_shares(target)``."""
     from keras_pldt import metrics as M
 
     gap = M.spectral_gap(generated, reference=reference)
-    cells = [f"{v:+.2f}" for v in band_ratios(generated, reference)]
+    grid = M.grid_contrast_details(generated, reference=shares)
+    cells = [f"{grid['grid_contrast']:.2f} ({grid['grid_contrast_period']:g} px)"]
+    cells += [f"{v:+.2f}" for v in band_ratios(generated, reference)]
     return f"| {label} | {gap:.2f} | " + " | ".join(cells) + " |"
 
 
@@ -74,13 +78,15 @@ def main(argv: list[str]) -> int:
     from keras_pldt import metrics as M
 
     names = [f"{a:g}-{b:g} px" for a, b in BANDS]
-    print("| run | spectral gap | " + " | ".join(names) + " |")
-    print("|---" * (len(names) + 2) + "|")
+    print("| run | spectral gap | grid contrast | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 3) + "|")
     for run, evalset, generated, real in outputs:
-        reference = M.power_spectra(evalset.first_target)  # once per run, for every row
-        print(table_row(str(run), generated, reference))
+        # the product photos' spectrum and lattice shares once per run, for every row
+        reference = M.power_spectra(evalset.first_target)
+        shares = M.lattice_shares(evalset.first_target)
+        print(table_row(str(run), generated, reference, shares))
         if real is not None:
-            print(table_row("NN pixel retrieval", real, reference))
+            print(table_row("NN pixel retrieval", real, reference, shares))
     return 0
 
 

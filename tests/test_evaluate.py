@@ -45,10 +45,12 @@ def test_evaluate_writes_outputs_and_relevance_above_chance(mse_run, capsys):
     assert gt["rmse"] == 0.0 and gt["top1_l2"] == 1.0
     # the real product photos have the real spectrum; blurry C+MSE lacks high frequencies
     assert gt["spectral_gap"] == 0.0
+    assert gt["grid_contrast"] == 0.0  # its own lattice shares, exactly
     assert ours["spectral_gap"] > rows["NN pixel retrieval"]["spectral_gap"]
     assert ours["spectral_gap_sign"] == -1
     md = (mse_run / "eval.md").read_text()
     assert "C-SSIM" in md and "| C+MSE |" in md and "*chance*" in md and "Spectral gap" in md
+    assert "Grid contrast" in md
     png = (mse_run / "figure5.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Top-5 L2" in capsys.readouterr().out

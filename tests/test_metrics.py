@@ -217,6 +217,79 @@ def test_spectral_gap_grid_artefacts_and_blur_score_worse_than_real():
         assert twice > blurred["spectral_gap"]
 
 
+def _photos(n, size, seed):
+    """Stand-ins for photos framed anywhere: stationary noise with a natural image's 1 / f
+    amplitude spectrum, around mid grey."""
+    rng = np.random.default_rng(seed)
+    fy, fx = np.fft.fftfreq(size)[:, None], np.fft.rfftfreq(size)[None, :]
+    amplitude = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / size)
+    phase = np.exp(2j * np.pi * rng.random((n, size, size // 2 + 1, 3)))
+    x = np.fft.irfft2(amplitude[None, :, :, None] * phase, s=(size, size), axes=(1, 2))
+    x = (x - x.mean(axis=(1, 2, 3), keepdims=True)) / x.std(axis=(1, 2, 3), keepdims=True)
+    return np.clip(0.5 + 0.12 * x, 0, 1).astype(np.float32)
+
+
+def _blocks(images, block, amplitude, on_lattice=True):
+    """`images` with a blocky texture: +-amplitude noise constant on `block` x `block` blocks,
+    on the image's lattice, or moved off it by a shift per image that gives every phase of the
+    lattice to as many images."""
+    n, size = images.shape[:2]
+    noise = np.random.default_rng(1).choice(
+        [-amplitude, amplitude], (n, size // block, size // block)
+    )
+    texture = np.repeat(np.repeat(noise, block, axis=1), block, axis=2)
+    if not on_lattice:
+        shifts = [(i % block, i // block % block) for i in range(n)]
+        texture = np.stack(
+            [np.roll(t, s, axis=(0, 1)) for t, s in zip(texture, shifts, strict=True)]
+        )
+    return np.clip(images + texture[..., None], 0, 1).astype(np.float32)
+
+
+def test_grid_contrast_real_photos_score_as_real():
+    """Photos against themselves: exactly 0; other photos against them: a tenth of what a faint
+    texture on the lattice gives (next test)."""
+    for size in (64, 128):
+        real, other = _photos(40, size, 0), _photos(40, size, 1)
+        assert M.grid_contrast(real, real) == 0.0  # the same shares, subtracted
+        renders = _renders(40, size)
+        assert M.grid_contrast(renders, renders) == 0.0
+        faint = M.grid_contrast(_blocks(real, 2, 0.03), real)
+        assert M.grid_contrast(other, real) < faint / 10, size
+
+
+def test_grid_contrast_sees_where_texture_lies_not_its_power():
+    """The same blocky texture (2 or 4 px blocks, about 8 grey levels) on the decoder's lattice
+    and off it (every phase alike): the spectral gap cannot tell them apart, the grid contrast
+    puts the first several times past the real range and the second near it. Blur, which the
+    spectral gap scores, leaves the placement as real."""
+    for size in (64, 128):
+        real, other = _photos(40, size, 0), _photos(40, size, 1)
+        real_range = M.grid_contrast(other, real)
+        reference = M.lattice_shares(real)
+        for block in (2, 4):
+            on, off = _blocks(real, block, 0.03), _blocks(real, block, 0.03, on_lattice=False)
+            gap_on, gap_off = M.spectral_gap(on, real), M.spectral_gap(off, real)
+            assert abs(gap_on - gap_off) < 0.1 * gap_on, (size, block, gap_on, gap_off)
+            aligned = M.grid_contrast_details(on, reference=reference)
+            assert aligned["grid_contrast"] > 8 * real_range, (size, block, aligned)
+            assert aligned["grid_contrast_period"] % block == 0, (size, block, aligned)
+            assert M.grid_contrast(off, reference=reference) < aligned["grid_contrast"] / 4
+            weaker = M.grid_contrast(_blocks(real, block, 0.015), reference=reference)
+            assert 2 * real_range < weaker < aligned["grid_contrast"], (size, block)
+        blurred = _box_blur(real)
+        assert M.spectral_gap(blurred, real) > 8 * M.spectral_gap(other, real)
+        assert M.grid_contrast(blurred, reference=reference) < 2 * real_range, size
+
+
+def test_grid_contrast_input_checks():
+    real = _photos(4, 64, 0)
+    with np.testing.assert_raises_regex(ValueError, "differ in size"):
+        M.grid_contrast(real, _photos(4, 128, 0))
+    blank = np.ones((3, 64, 64, 3), np.float32)  # no gradient: no weight, no division by 0
+    assert M.grid_contrast(np.concatenate([real, blank]), real) == 0.0
+
+
 def test_colour_and_category_on_ground_truth_products(tmp_path):
     from PIL import Image
 
