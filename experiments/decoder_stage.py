@@ -9,6 +9,7 @@ the run of this process only, so the run folder's config is the preset's.
     python experiments/decoder_stage.py pixel-half+full-res-last -- --data DIR --out OUT ...
     python experiments/decoder_stage.py pixel-half+detail-magnitude+full-res-last -- ...
     python experiments/decoder_stage.py pixel-half+detail-energy+full-res-last -- ...
+    python experiments/decoder_stage.py lattice-translation -- ...
 
 * ``subpixel-last``: the last stage (to RGB) is a 5x5 conv at the low resolution to 4 x 3
   channels, then a pixel shuffle (depth-to-space), each 2 x 2 phase with its own kernel, so its
@@ -32,6 +33,11 @@ the run of this process only, so the run folder's config is the preset's.
 * ``detail-energy``: as ``detail-magnitude``, on the mean magnitude over 8x8 pixel windows
   (the local energy of the finest octave, not where in the window it lies).
 
+* ``lattice-translation``: not a stage: DiffAugment's translation moves the images the
+  discriminators see by whole multiples of 8 px only, so the decoder's 2-, 4- and 8-px lattices
+  keep one phase against the discriminators' stride-2 lattices, and a texture on them is the same
+  texture in every view (``keras_pldt.metrics.grid_contrast`` measures it).
+
 Kinds combine with ``+`` (``full-res-last+pixel-half``).
 
 A run made here loads only in a process that applies the same swap.
@@ -45,11 +51,12 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from keras_pldt import losses, networks
+from keras_pldt import augment, losses, networks
 
 # the package's own stages, which the swaps below wrap
 RESIZE = networks._upsample
 CONV_STACK = networks._conv_stack
+LATTICE = 8  # px: the period of the decoder's third-finest x2 stage
 
 
 @keras.saving.register_keras_serializable(package="experiments")
@@ -141,6 +148,24 @@ def swap(kinds: str) -> None:
         losses.pixel_l1 = with_detail_magnitude(losses.pixel_l1)
     if "detail-energy" in kinds:
         losses.pixel_l1 = with_detail_magnitude(losses.pixel_l1, window=4)
+    if "lattice-translation" in kinds:
+        augment._translation = lattice_translation
+
+
+def lattice_translation(x, seeds, ratio: float = 0.125):
+    """DiffAugment's translation (up to `ratio` of the size, white fill) in whole multiples of
+    `LATTICE` px."""
+    b, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+
+    def shifts(size, seed):
+        steps = tf.cast(tf.cast(size, tf.float32) * ratio / LATTICE, tf.int32)
+        return LATTICE * tf.random.stateless_uniform([b, 1], seed, -steps, steps + 1, tf.int32)
+
+    dy, dx = shifts(h, seeds[0]), shifts(w, seeds[1])
+    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=1.0)  # white border
+    rows = tf.gather(padded, tf.clip_by_value(tf.range(h)[None] + dy + 1, 0, h + 1), batch_dims=1)
+    cols = tf.clip_by_value(tf.range(w)[None] + dx + 1, 0, w + 1)
+    return tf.gather(rows, cols, axis=2, batch_dims=1)
 
 
 def at_half_resolution(term):
@@ -184,7 +209,7 @@ def _average_2x2(x):
 def main(argv: list[str]) -> int:
     kinds = (
         "subpixel-last", "bilinear", "full-res-last", "d-full-res", "pixel-half",
-        "detail-magnitude", "detail-energy",
+        "detail-magnitude", "detail-energy", "lattice-translation",
     )  # fmt: skip
     if len(argv) < 2 or not set(argv[0].split("+")) <= set(kinds) or argv[1] != "--":
         usage = f"{'|'.join(kinds)}[+...] -- REPRODUCE_ARGS"
