@@ -548,7 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m keras_pldt.evaluate",
         description="Evaluate a trained PLDT run as in Table 3 (RMSE, C-SSIM) plus relevance "
-        "(retrieval top-k), sharpness and, on synthetic data, colour/category accuracy. Writes "
+        "(retrieval top-k), realism (sharpness, spectral gap, grid contrast) and, on synthetic "
+        "data, colour/category accuracy. Writes "
         "eval.json, eval.md and figure5.png into the run folder.",
         formatter_class=HelpFormatter,
     )
