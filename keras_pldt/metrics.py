@@ -422,10 +422,12 @@ def spectral_gap(generated, target=None, reference=None) -> float:
 def lattice_shares(images, periods=GRID_PERIODS, chunk: int = 256) -> dict:
     """{(p, axis, side): float64 [p]}: the share of gradient energy at each phase of the
     ``p``-px lattice along ``axis`` ("x" across columns, "y" across rows; ``side`` px long),
-    relative to the mean (0 = even; module doc). Images with no gradient carry no weight."""
+    relative to the mean (0 = even; module doc). Images with no gradient carry no weight; with
+    none that has one, every share is NaN."""
     x = _batch(images)
     n, h, w, _ = x.shape
     profiles = {("x", w): np.zeros(w - 1), ("y", h): np.zeros(h - 1)}
+    weighted = 0
     for s in range(0, n, chunk):
         grey = x[s : s + chunk].astype(np.float64).mean(axis=-1)
         dx, dy = np.diff(grey, axis=2) ** 2, np.diff(grey, axis=1) ** 2
@@ -433,10 +435,14 @@ def lattice_shares(images, periods=GRID_PERIODS, chunk: int = 256) -> dict:
         keep = energy > 0  # a blank image has no placement
         profiles[("x", w)] += (dx[keep].mean(axis=1) / energy[keep, None]).sum(axis=0)
         profiles[("y", h)] += (dy[keep].mean(axis=2) / energy[keep, None]).sum(axis=0)
+        weighted += int(keep.sum())
     shares = {}
     for p in periods:
         for (axis, side), e in profiles.items():
             if len(e) < 2 * p:
+                continue
+            if not weighted:
+                shares[(p, axis, side)] = np.full(p, np.nan)
                 continue
             # mean over p consecutive positions (one of each phase): the lattice averages out
             sums = np.cumsum(np.r_[0.0, e])
@@ -459,6 +465,8 @@ def grid_contrast_details(generated, target=None, reference=None) -> dict:
     best = {"grid_contrast": 0.0, "grid_contrast_period": float("nan")}
     for key, share in gen.items():
         value = float(np.sqrt(np.mean((share - ref[key]) ** 2)))
+        if not np.isfinite(value):  # a set without any gradient has no placement to compare
+            return {"grid_contrast": float("nan"), "grid_contrast_period": float("nan")}
         if value > best["grid_contrast"]:
             best = {"grid_contrast": value, "grid_contrast_period": float(key[0])}
     return best

@@ -288,6 +288,7 @@ def test_grid_contrast_input_checks():
         M.grid_contrast(real, _photos(4, 128, 0))
     blank = np.ones((3, 64, 64, 3), np.float32)  # no gradient: no weight, no division by 0
     assert M.grid_contrast(np.concatenate([real, blank]), real) == 0.0
+    assert np.isnan(M.grid_contrast(blank, real))  # nothing to place: unknown, not "as real"
 
 
 def test_colour_and_category_on_ground_truth_products(tmp_path):
