@@ -416,7 +416,8 @@ def markdown_tables(rows: list[dict], info: dict | None = None) -> str:
         "grid or blocky artefacts raise it; a retrieval row shows the range of real photos). "
         "Grid contrast: how differently from the real targets the outputs place their gradient "
         "energy on the 2-, 4- and 8-px lattices of the decoder's finest stages (0 = as the real "
-        "photos; texture on the lattice raises it at any power). "
+        "photos; texture on the lattice raises it at any power; it judges where detail lies, "
+        "not how much, so read it beside sharpness). "
         "Top-k: the true product among the k test products whose target image is nearest to the "
         "output (pixel L2 or 1 - C-SSIM). C-SSIM: tf.image.ssim, max_val 1, 11-px Gaussian "
         "window, sigma 1.5, k1 0.01, k2 0.03, averaged over RGB.",

@@ -37,7 +37,8 @@ work in ``converter.compile(metrics=[RMSE(), CSSIM()])`` / ``converter.evaluate(
   (position mod ``p``) (:func:`lattice_shares`). The grid contrast is the largest RMS difference
   between the generated images' shares and the real images', over the phases of both axes and
   ``p`` in :data:`GRID_PERIODS`. 0 = the real photos' placement; a grid, blocky or streaked
-  texture on the lattice raises it at any power, blur and detail off the lattice do not.
+  texture on the lattice raises it at any power, blur and detail off the lattice do not. It
+  judges where detail lies, not how much: read it beside the sharpness.
 * **Synthetic attributes** (:func:`colour_predictions`, :func:`category_predictions`): the
   dominant garment colour (nearest palette colour, votes over garment pixels) and the category
   whose silhouette template has the highest IoU with the garment mask.
