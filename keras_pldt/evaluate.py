@@ -379,26 +379,18 @@ def markdown_tables(rows: list[dict], info: dict | None = None) -> str:
         lines.append("")
     lines.append("**Relevance and realism** (automatic stand-in for the user study)")
     lines.append("")
-    head = ["Methods", "Sharpness", "Spectral gap", "Grid contrast", "Top-1 L2", "Top-5 L2"]
-    head += ["Top-1 SSIM", "Top-5 SSIM"]
+    columns = {"Sharpness": "sharpness", "Spectral gap": "spectral_gap"}  # header: row key
+    columns |= {"Grid contrast": "grid_contrast", "Top-1 L2": "top1_l2", "Top-5 L2": "top5_l2"}
+    columns |= {"Top-1 SSIM": "top1_ssim", "Top-5 SSIM": "top5_ssim"}
     if has_attr:
-        head += ["Colour acc", "Category acc"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        columns |= {"Colour acc": "colour_acc", "Category acc": "category_acc"}
+    lines += ["| " + " | ".join(["Methods", *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
     for r in rows:
-        cells = [r["method"], _fmt(r.get("sharpness"), 2), _fmt(r.get("spectral_gap"), 2)]
-        cells.append(_fmt(r.get("grid_contrast"), 2))
-        cells += [_fmt(r.get(k), 2) for k in ("top1_l2", "top5_l2", "top1_ssim", "top5_ssim")]
-        if has_attr:
-            cells += [_fmt(r.get("colour_acc"), 2), _fmt(r.get("category_acc"), 2)]
+        cells = [r["method"], *(_fmt(r.get(k), 2) for k in columns.values())]
         lines.append("| " + " | ".join(cells) + " |")
-    if rows:
-        r = rows[0]
-        chance = ["*chance*", "-", "-", "-", _fmt(r.get("top1_chance"), 2)]
-        chance += [_fmt(r.get("top5_chance"), 2)]
-        chance += [_fmt(r.get("top1_chance"), 2), _fmt(r.get("top5_chance"), 2)]
-        if has_attr:
-            chance += [_fmt(r.get("colour_chance"), 2), _fmt(r.get("category_chance"), 2)]
-        lines.append("| " + " | ".join(chance) + " |")
+    if rows:  # top1_l2: top1_chance, colour_acc: colour_chance; realism has no chance level
+        chance = [_fmt(rows[0].get(k.split("_")[0] + "_chance"), 2) for k in columns.values()]
+        lines.append("| " + " | ".join(["*chance*", *chance]) + " |")
     lines += ["", "**Pixel-level (dis)similarity** (headline: first target image of the product)"]
     lines.append("")
     head = ["Methods", "RMSE", "C-SSIM", "RMSE (nearest)", "C-SSIM (nearest)"]
@@ -416,8 +408,7 @@ def markdown_tables(rows: list[dict], info: dict | None = None) -> str:
         "grid or blocky artefacts raise it; a retrieval row shows the range of real photos). "
         "Grid contrast: how differently from the real targets the outputs place their gradient "
         "energy on the 2-, 4- and 8-px lattices of the decoder's finest stages (0 = as the real "
-        "photos; texture on the lattice raises it at any power; it judges where detail lies, "
-        "not how much, so read it beside sharpness). "
+        "photos; texture on the lattice raises it at any power; read it beside sharpness). "
         "Top-k: the true product among the k test products whose target image is nearest to the "
         "output (pixel L2 or 1 - C-SSIM). C-SSIM: tf.image.ssim, max_val 1, 11-px Gaussian "
         "window, sigma 1.5, k1 0.01, k2 0.03, averaged over RGB.",
