@@ -161,11 +161,7 @@ def lattice_translation(x, seeds, ratio: float = 0.125):
         steps = tf.cast(tf.cast(size, tf.float32) * ratio / LATTICE, tf.int32)
         return LATTICE * tf.random.stateless_uniform([b, 1], seed, -steps, steps + 1, tf.int32)
 
-    dy, dx = shifts(h, seeds[0]), shifts(w, seeds[1])
-    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=1.0)  # white border
-    rows = tf.gather(padded, tf.clip_by_value(tf.range(h)[None] + dy + 1, 0, h + 1), batch_dims=1)
-    cols = tf.clip_by_value(tf.range(w)[None] + dx + 1, 0, w + 1)
-    return tf.gather(rows, cols, axis=2, batch_dims=1)
+    return augment.shift(x, shifts(h, seeds[0]), shifts(w, seeds[1]))
 
 
 def at_half_resolution(term):

@@ -47,6 +47,13 @@ def _translation(x, seeds, ratio: float = 0.125):
     sw = tf.cast(tf.cast(w, tf.float32) * ratio + 0.5, tf.int32)
     dy = tf.random.stateless_uniform([b, 1], seeds[0], -sh, sh + 1, dtype=tf.int32)
     dx = tf.random.stateless_uniform([b, 1], seeds[1], -sw, sw + 1, dtype=tf.int32)
+    return shift(x, dy, dx)
+
+
+def shift(x, dy, dx):
+    """`x` moved by whole pixels, `dy` [B, 1] rows and `dx` [B, 1] columns per image, the
+    uncovered border white."""
+    h, w = tf.shape(x)[1], tf.shape(x)[2]
     ys = tf.clip_by_value(
         tf.range(h)[None, :] + dy + 1, 0, h + 1
     )  # [b, h] rows of the padded image
